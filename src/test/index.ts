@@ -1,0 +1,2 @@
+import { describe, test, expect } from "@devicescript/test"
+describe("placeholder", () => { test("x", () => { expect(1).toBe(1) }) })
