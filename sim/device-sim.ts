@@ -1,0 +1,155 @@
+// A simulated ESP32-S3: the real DeviceScript VM running the compiled program, and the
+// simulated OTA updater server on the same Jacdac bus, over a flash file. A reboot
+// throws both away and boots again from the flash, as a reset does on the chip.
+import {
+    JDBus,
+    JDServerServiceProvider,
+    SettingsClient,
+    SRV_SETTINGS,
+    createProxyBridge,
+    JDBridge,
+} from "jacdac-ts"
+import { EventEmitter } from "node:events"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { createVm, DevsModule } from "./vm"
+import { SimFlash } from "./flash"
+import { OtaUpdaterServer } from "./ota-server"
+
+export const STATUS_PREFIX = "ota-status " // printed by src/updater.ts
+const VM_DEVICE_ID = "5e6d0e0a7a5e0001"
+const SETTINGS_WAIT_MS = 10000
+
+export interface SimDeviceOptions {
+    flashFile: string
+    bytecode: Buffer
+    settings: Record<string, string | number>
+    /** Every line the program prints (console.log), and VM messages when verbose. */
+    log?: (line: string) => void
+    verbose?: boolean
+}
+
+/** Status lines of the program, parsed: { event: "up-to-date" | "committed" | ... }. */
+export interface DeviceStatus {
+    event: string
+    boot: number
+    [field: string]: any
+}
+
+export function loadServiceSpecs(): jdspec.ServiceSpec[] {
+    const file = join(__dirname, "..", ".devicescript", "services.json")
+    return JSON.parse(readFileSync(file, "utf8"))
+}
+
+export class SimDevice extends EventEmitter {
+    readonly bus: JDBus
+    boots = 0
+    server: OtaUpdaterServer
+    private vm: DevsModule
+    private bridge: JDBridge
+    private provider: JDServerServiceProvider
+    private vmFlash = new Uint8Array(0) // the VM's own flash: program and settings
+    private stopped = false
+
+    constructor(readonly options: SimDeviceOptions) {
+        super()
+        this.bus = new JDBus([], { services: loadServiceSpecs(), disableRoleManager: true })
+    }
+
+    /** Powers the device on: boots the flash and starts the program. */
+    async start() {
+        await this.boot()
+    }
+
+    async stop() {
+        this.stopped = true
+        this.shutdown()
+        await this.bus.stop()
+    }
+
+    private shutdown() {
+        if (this.vm) {
+            this.vm.devsStop()
+            this.vm.sockClose()
+            this.vm.sendPacket = () => {}
+            this.vm = undefined
+        }
+        if (this.bridge) this.bridge.bus = undefined
+        if (this.provider) this.bus.removeServiceProvider(this.provider)
+        this.bridge = this.provider = undefined
+    }
+
+    private async boot() {
+        this.boots++
+        const flash = SimFlash.open(this.options.flashFile)
+        this.server = new OtaUpdaterServer(flash, {
+            onReboot: () => setImmediate(() => this.reboot()),
+        })
+        this.provider = new JDServerServiceProvider("esp32s3-ota", [this.server])
+        this.bus.addServiceProvider(this.provider)
+        this.emit("boot", this.boots, this.server)
+
+        const vm = (this.vm = await createVm())
+        vm.dmesg = line => this.onDmesg(line)
+        vm.log = vm.error = (...args) => this.options.verbose && this.log(args.join(" "))
+        vm.panicHandler = code => this.log(`vm: panic ${code}`)
+        vm.flashLoad = () => this.vmFlash
+        vm.flashSave = data => (this.vmFlash = data.slice())
+        // Both directions are deferred: the VM drops frames that arrive while it runs.
+        this.bridge = createProxyBridge(frame => setImmediate(() => vm.handlePacket(frame)))
+        vm.sendPacket = frame => setImmediate(() => this.bridge?.receiveFrameOrPacket(frame))
+        this.bridge.bus = this.bus
+        vm.devsSetDeviceId(VM_DEVICE_ID)
+        vm.devsStart()
+
+        // First power-on: deploy settings, then the program, like `devs` does.
+        if (this.boots === 1 && this.vmFlash.length === 0) {
+            await this.deploySettings()
+            const r = vm.devsDeploy(this.options.bytecode)
+            if (r) throw new Error(`deploy failed: ${r}`)
+        }
+    }
+
+    private async reboot() {
+        if (this.stopped) return
+        this.log(`device: reboot`)
+        this.shutdown()
+        await this.boot()
+    }
+
+    private async deploySettings() {
+        const settings = await this.waitForSettingsService()
+        const client = new SettingsClient(settings)
+        for (const [key, value] of Object.entries(this.options.settings))
+            await client.setValue(key, Buffer.from(JSON.stringify(value)))
+    }
+
+    private async waitForSettingsService() {
+        const deadline = Date.now() + SETTINGS_WAIT_MS
+        for (;;) {
+            const device = this.bus.device(VM_DEVICE_ID, true)
+            const service = device?.services({ serviceClass: SRV_SETTINGS })[0]
+            if (service) return service
+            if (Date.now() > deadline) throw new Error("VM settings service did not appear")
+            await new Promise(r => setTimeout(r, 20))
+        }
+    }
+
+    private onDmesg(line: string) {
+        if (!line.startsWith("> ")) {
+            if (this.options.verbose) this.log(`vm: ${line}`)
+            return
+        }
+        const text = line.slice(2)
+        const i = text.indexOf(STATUS_PREFIX)
+        if (i >= 0) {
+            const status: DeviceStatus = { ...JSON.parse(text.slice(i + STATUS_PREFIX.length)), boot: this.boots }
+            this.emit("status", status)
+        }
+        this.log(text)
+    }
+
+    private log(line: string) {
+        this.options.log?.(line)
+    }
+}

@@ -1,0 +1,83 @@
+// Drives a simulated device through one check (and update, reboot, confirm) and sums
+// it up as one result object: what `npm run device -- --once` prints last.
+import { createHash } from "node:crypto"
+import { SimDevice, DeviceStatus } from "./device-sim"
+import { SimFlash } from "./flash"
+import { buildAppImage } from "../tools/esp-image"
+
+export interface RunResult {
+    result: "updated" | "up-to-date" | "error"
+    [field: string]: any
+}
+
+export interface RunOnceOptions {
+    checks?: number // checks to see in the last boot before stopping (default 1)
+    timeoutMs?: number
+    onStatus?: (s: DeviceStatus) => void
+}
+
+/** A new flash file with an image of `version` in ota_0, as a factory would flash it. */
+export function createFlash(file: string, version: string, payloadSize = 64 * 1024) {
+    SimFlash.createWithImage(file, buildAppImage({ version, payloadSize, projectName: "devicescript-ota" }))
+}
+
+/** Slot, version and SHA-256 of the image the flash boots now. */
+export function bootedImage(file: string) {
+    const flash = SimFlash.open(file)
+    const boot = flash.peekBoot()
+    const image = flash.readImage(boot.slot)
+    return {
+        slot: boot.label,
+        version: boot.version,
+        pendingVerify: boot.pendingVerify,
+        sha256: createHash("sha256").update(image).digest("hex"),
+    }
+}
+
+export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promise<RunResult> {
+    const checks = options.checks || 1
+    let committed: DeviceStatus
+    let confirmed = false
+    let checksThisBoot = 0
+
+    return new Promise<RunResult>((resolve, reject) => {
+        const timer = setTimeout(
+            () => finish({ result: "error", error: `timeout after ${options.timeoutMs} ms` }),
+            options.timeoutMs || 600_000
+        )
+        const finish = (r: RunResult) => {
+            clearTimeout(timer)
+            device.removeListener("status", onStatus)
+            device.stop().then(() => resolve(r), reject)
+        }
+        const onStatus = (s: DeviceStatus) => {
+            options.onStatus?.(s)
+            if (s.event === "committed") committed = s
+            else if (s.event === "confirmed") confirmed = true
+            else if (s.event === "error") finish({ result: "error", error: s.error, boot: s.boot })
+            else if (s.event === "up-to-date" && (!committed || s.boot > committed.boot)) {
+                if (++checksThisBoot < checks) return
+                const image = bootedImage(device.options.flashFile)
+                if (!committed)
+                    return finish({ result: "up-to-date", version: s.version, latest: s.latest, notModified: s.notModified, slot: image.slot })
+                finish({
+                    result: image.version === stripV(committed.to) ? "updated" : "error",
+                    from: committed.from,
+                    to: image.version,
+                    slot: image.slot,
+                    sha256: image.sha256,
+                    confirmed: confirmed && !image.pendingVerify,
+                    seconds: committed.seconds,
+                    notModified: s.notModified,
+                    ...(image.version === stripV(committed.to) ? {} : { error: `booted ${image.version}, not ${committed.to}` }),
+                })
+            }
+        }
+        device.on("status", onStatus)
+        device.start().catch(e => finish({ result: "error", error: (e as Error).message }))
+    })
+}
+
+function stripV(tag: string) {
+    return tag.replace(/^[vV]/, "")
+}

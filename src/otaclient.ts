@@ -1,0 +1,174 @@
+// Client of the OTA updater service (services/otaupdater.md). Commands are not
+// acknowledged by the VM, so every command waits for its report, and writes are
+// pipelined in a small window with the report's next_offset as the acknowledgement.
+import * as ds from "@devicescript/core"
+
+export const WRITE_BYTES = 232 // 236-byte packet payload minus the u32 offset
+const WINDOW = 4 // writes in flight; more only queues in the VM's packet throttle
+const REPORT_TIMEOUT_MS = 1000
+const RETRIES = 5
+const SPARE_SLOT = 0xff
+const MAX_QUEUED = 16
+
+const CMD_BEGIN = 0x80
+const CMD_WRITE = 0x81
+const CMD_COMMIT = 0x82
+const CMD_ABORT = 0x83
+const CMD_REBOOT = 0x84
+const CMD_CONFIRM = 0x85
+
+const ERROR_NAMES = [
+    "none",
+    "bad_offset",
+    "too_large",
+    "flash_write",
+    "sha256_mismatch",
+    "not_app_image",
+    "wrong_chip",
+    "invalid_state",
+    "incomplete",
+    "bad_target",
+]
+
+export function otaErrorName(code: number) {
+    return ERROR_NAMES[code] || `error_${code}`
+}
+
+/** An error reported by the OTA service; `code` is its name, e.g. "sha256_mismatch". */
+export class OtaError extends Error {
+    constructor(readonly code: string, what: string) {
+        super(`ota ${what}: ${code}`)
+        this.name = "OtaError"
+    }
+}
+
+export interface OtaStatus {
+    version: string
+    slot: number
+    pendingVerify: boolean
+    maxImageSize: number
+}
+
+export class OtaClient {
+    // Reports are queued: acks often arrive while the fiber is busy sending.
+    private queue: ds.Packet[] = []
+    private arrived = ds.emitter<boolean>()
+
+    constructor(readonly role: ds.OtaUpdater) {
+        const self = this // closures cannot capture `this` in DeviceScript
+        role.report().subscribe(pkt => self.onReport(pkt))
+    }
+
+    private onReport(pkt: ds.Packet) {
+        if (!pkt.isReport) return
+        if (this.queue.length >= MAX_QUEUED) this.queue.shift()
+        this.queue.push(pkt)
+        this.arrived.emit(true)
+    }
+
+    async status(): Promise<OtaStatus> {
+        const r = this.role
+        return {
+            version: await r.runningVersion.read(),
+            slot: await r.runningSlot.read(),
+            pendingVerify: await r.pendingVerify.read(),
+            maxImageSize: await r.maxImageSize.read(),
+        }
+    }
+
+    /** Starts an update; `sha256` is 32 bytes or empty when unknown. Returns the slot. */
+    async begin(size: number, sha256: Buffer): Promise<number> {
+        const payload = Buffer.alloc(8 + sha256.length)
+        payload.setAt(0, "u32", size)
+        payload.setAt(4, "u8", SPARE_SLOT)
+        payload.blitAt(8, sha256, 0, sha256.length)
+        const r = await this.call(CMD_BEGIN, payload, "begin")
+        return r.getAt(1, "u8")
+    }
+
+    /**
+     * Writes `data` at image offset `offset`, resending whatever was not acknowledged,
+     * and returns when the service has acknowledged every byte of it.
+     */
+    async write(offset: number, data: Buffer) {
+        const end = offset + data.length
+        let acked = offset
+        let sent = offset
+        let retries = 0
+        while (acked < end) {
+            while (sent < end && sent - acked < WINDOW * WRITE_BYTES) {
+                const n = Math.min(WRITE_BYTES, end - sent)
+                const payload = Buffer.alloc(4 + n)
+                payload.setAt(0, "u32", sent)
+                payload.blitAt(4, data, sent - offset, n)
+                await this.role.sendCommand(CMD_WRITE, payload)
+                sent += n
+            }
+            const r = await this.report(CMD_WRITE)
+            if (!r) {
+                // Lost writes or reports: go back to the last acknowledged offset.
+                if (++retries > RETRIES) throw new OtaError("timeout", "write")
+                sent = acked
+                continue
+            }
+            const next = r.getAt(0, "u32")
+            const err = r.getAt(4, "u8")
+            if (err === 1) {
+                // bad_offset: resume where the service says, if that is in this piece.
+                if (next < offset || next > end) throw new OtaError("bad_offset", "write")
+                acked = sent = next
+            } else if (err !== 0) {
+                throw new OtaError(otaErrorName(err), "write")
+            } else if (next > acked) {
+                acked = next
+                retries = 0
+            }
+        }
+    }
+
+    /** Validates the image and selects it for the next boot. Returns the slot. */
+    async commit(): Promise<number> {
+        const r = await this.call(CMD_COMMIT, Buffer.alloc(0), "commit", 30000)
+        return r.getAt(1, "u8")
+    }
+
+    async abort() {
+        await this.call(CMD_ABORT, Buffer.alloc(0), "abort")
+    }
+
+    async confirm() {
+        await this.call(CMD_CONFIRM, Buffer.alloc(0), "confirm")
+    }
+
+    async reboot() {
+        await this.role.sendCommand(CMD_REBOOT)
+    }
+
+    // Sends a command and waits for its report; resends when the report is lost.
+    private async call(cmd: number, payload: Buffer, what: string, timeout?: number) {
+        for (let i = 0; i <= RETRIES; i++) {
+            this.queue = []
+            await this.role.sendCommand(cmd, payload)
+            const r = await this.report(cmd, timeout)
+            if (!r) continue
+            const err = r.getAt(0, "u8")
+            if (err) throw new OtaError(otaErrorName(err), what)
+            return r
+        }
+        throw new OtaError("timeout", what)
+    }
+
+    // Waits for the next report of command `cmd`; undefined on timeout.
+    private async report(cmd: number, timeout?: number): Promise<Buffer> {
+        const until = ds.millis() + (timeout || REPORT_TIMEOUT_MS)
+        for (;;) {
+            while (this.queue.length) {
+                const pkt = this.queue.shift()
+                if (pkt.serviceCommand === cmd) return pkt.payload
+            }
+            const left = until - ds.millis()
+            if (left <= 0) return undefined
+            if ((await ds.wait(this.arrived, left)) === undefined) return undefined
+        }
+    }
+}

@@ -1,0 +1,147 @@
+// End to end on the real DeviceScript VM: the compiled program, the simulated OTA
+// server over a flash file, and the release server emulator on loopback.
+import * as assert from "node:assert/strict"
+import { createHash } from "node:crypto"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { IncomingMessage, ServerResponse } from "node:http"
+import { startReleaseServer, writeRelease, ReleaseServer, Faults } from "../tools/release-server"
+import { buildAppImage, CHIP_IDS } from "../tools/esp-image"
+import { SimDevice } from "../sim/device-sim"
+import { buildProgram } from "../sim/program"
+import { createFlash, bootedImage, runOnce, RunResult } from "../sim/run-once"
+import { SimFlash } from "../sim/flash"
+
+const OWNER = "acme"
+const TOKEN = "github_pat_e2e_test_token"
+const PATTERN = "widget-*-esp32s3.bin"
+
+describe("end to end on the DeviceScript VM", function () {
+    let dir: string
+    let server: ReleaseServer
+    let bytecode: Buffer
+    const logs: string[] = []
+
+    before(() => {
+        bytecode = buildProgram()
+        dir = mkdtempSync(join(tmpdir(), "ota-e2e-"))
+    })
+    after(async () => {
+        await server?.close()
+        rmSync(dir, { recursive: true, force: true })
+    })
+    beforeEach(async () => {
+        logs.length = 0
+        await server?.close()
+        server = await startReleaseServer({ dir: join(dir, "releases"), tokens: { [TOKEN]: "*" }, faults })
+    })
+    let corruptAt = -1 // asset offset to flip on the storage host, -1: none
+    const faults: Faults = {
+        onRequest: ({ origin, req, res }) => {
+            if (origin === "storage" && corruptAt >= 0) corruptResponse(req, res, corruptAt)
+            return false
+        },
+    }
+    afterEach(function () {
+        if (this.currentTest?.state === "failed") console.log(logs.join("\n"))
+        // The token never goes to the storage host, whatever happened in the test.
+        for (const r of server.requests.filter(r => r.origin === "storage"))
+            assert.equal(r.headers.authorization, undefined, `storage saw Authorization: ${r.url}`)
+    })
+
+    function run(repo: string, flashName: string, checks = 1): Promise<RunResult> {
+        const flashFile = join(dir, flashName)
+        createFlash(flashFile, "1.0.0")
+        const device = new SimDevice({
+            flashFile,
+            bytecode,
+            settings: {
+                GITHUB_API: server.apiUrl,
+                GITHUB_OWNER: OWNER,
+                GITHUB_REPO: repo,
+                GITHUB_TOKEN: TOKEN,
+                ASSET_PATTERN: PATTERN,
+                CHECK_SECONDS: 1,
+            },
+            log: line => logs.push(line),
+        })
+        return runOnce(device, { checks, timeoutMs: 90_000 })
+    }
+
+    function publish(repo: string, tag: string, assets: { name: string; data: Buffer }[]) {
+        writeRelease(join(dir, "releases"), OWNER, repo, tag, {
+            assets,
+            body: "Release notes\n".repeat(200),
+        })
+    }
+
+    it("updates 1.0.0 -> 1.1.0 through the 302 and Range path, then 304 says up to date", async () => {
+        const image = buildAppImage({ version: "1.1.0", payloadSize: 40_000, seed: 11 })
+        publish("widget", "v1.1.0", [
+            { name: "widget-1.1.0-esp32.bin", data: buildAppImage({ version: "1.1.0", payloadSize: 1000, chipId: 0 }) },
+            { name: "widget-1.1.0-esp32s3.bin", data: image },
+            { name: "widget-1.1.0.elf", data: Buffer.alloc(5000, 1) },
+        ])
+        const r = await run("widget", "update.flash", 2)
+        assert.equal(r.result, "updated", JSON.stringify(r))
+        assert.equal(r.from, "1.0.0")
+        assert.equal(r.to, "1.1.0")
+        assert.equal(r.slot, "ota_1")
+        assert.equal(r.confirmed, true)
+        assert.equal(r.notModified, true, "the second check should be answered 304")
+        assert.equal(r.sha256, createHash("sha256").update(image).digest("hex"))
+
+        // The flash boots ota_1, which holds exactly the asset's bytes.
+        const booted = bootedImage(join(dir, "update.flash"))
+        assert.equal(booted.slot, "ota_1")
+        assert.equal(booted.pendingVerify, false)
+        const flash = SimFlash.open(join(dir, "update.flash"))
+        const slot = flash.partition("ota_1")
+        assert.deepEqual(flash.read(slot.offset, image.length), image)
+
+        const storage = server.requests.filter(q => q.origin === "storage")
+        assert.ok(storage.length >= Math.ceil(image.length / 8192), "downloaded in Range chunks")
+        assert.ok(storage.every(q => q.status === 206 && /^bytes=\d+-\d+$/.test(String(q.headers.range))))
+        const api = server.requests.filter(q => q.origin === "api")
+        assert.ok(api.some(q => q.status === 302), "asset URL answered with a redirect")
+        assert.ok(api.some(q => q.status === 304), "a check was answered 304 Not Modified")
+    })
+
+    it("refuses an asset whose bytes do not match its SHA-256 digest, and keeps booting 1.0.0", async () => {
+        const image = buildAppImage({ version: "1.2.0", payloadSize: 20_000, seed: 12 })
+        publish("corrupt", "v1.2.0", [{ name: "widget-1.2.0-esp32s3.bin", data: image }])
+        corruptAt = 5000
+        const r = await run("corrupt", "corrupt.flash")
+        corruptAt = -1
+        assert.equal(r.result, "error")
+        assert.match(r.error, /sha256_mismatch/)
+        const booted = bootedImage(join(dir, "corrupt.flash"))
+        assert.deepEqual([booted.slot, booted.version], ["ota_0", "1.0.0"])
+    })
+
+    it("refuses an image built for another chip, and keeps booting 1.0.0", async () => {
+        const image = buildAppImage({ version: "1.3.0", payloadSize: 20_000, chipId: CHIP_IDS.esp32 })
+        publish("otherchip", "v1.3.0", [{ name: "widget-1.3.0-esp32s3.bin", data: image }])
+        const r = await run("otherchip", "chip.flash")
+        assert.equal(r.result, "error")
+        assert.match(r.error, /wrong_chip/)
+        const booted = bootedImage(join(dir, "chip.flash"))
+        assert.deepEqual([booted.slot, booted.version], ["ota_0", "1.0.0"])
+    })
+})
+
+// Flips the byte at asset offset `at` in a storage response: a corrupted transfer.
+function corruptResponse(req: IncomingMessage, res: ServerResponse, at: number) {
+    const m = /^bytes=(\d+)-/.exec(String(req.headers.range || ""))
+    let pos = m ? +m[1] : 0
+    const write = res.write.bind(res) as (chunk: any, ...rest: any[]) => boolean
+    res.write = ((chunk: any, ...rest: any[]) => {
+        if (Buffer.isBuffer(chunk) && at >= pos && at < pos + chunk.length) {
+            chunk = Buffer.from(chunk)
+            chunk[at - pos] ^= 0xff
+        }
+        if (Buffer.isBuffer(chunk)) pos += chunk.length
+        return write(chunk, ...rest)
+    }) as any
+}
