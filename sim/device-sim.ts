@@ -44,10 +44,10 @@ export function loadServiceSpecs(): jdspec.ServiceSpec[] {
 export class SimDevice extends EventEmitter {
     readonly bus: JDBus
     boots = 0
-    server: OtaUpdaterServer
-    private vm: DevsModule
-    private bridge: JDBridge
-    private provider: JDServerServiceProvider
+    server?: OtaUpdaterServer
+    private vm?: DevsModule
+    private bridge?: JDBridge
+    private provider?: JDServerServiceProvider
     private vmFlash = new Uint8Array(0) // the VM's own flash: program and settings
     private stopped = false
 
@@ -74,7 +74,7 @@ export class SimDevice extends EventEmitter {
             this.vm.sendPacket = () => {}
             this.vm = undefined
         }
-        if (this.bridge) this.bridge.bus = undefined
+        if (this.bridge) this.bridge.bus = undefined as unknown as JDBus
         if (this.provider) this.bus.removeServiceProvider(this.provider)
         this.bridge = this.provider = undefined
     }

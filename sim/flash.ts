@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { crc32 } from "node:zlib"
-import { checkAppImage, ESP32S3_CHIP_ID } from "../tools/esp-image"
+import { checkAppImage, inspectImage, ESP32S3_CHIP_ID } from "../tools/esp-image"
 
 export const FLASH_SIZE = 4 * 1024 * 1024
 export const SECTOR_SIZE = 0x1000 // NOR erase granularity (SPI_FLASH_SEC_SIZE)
@@ -199,6 +199,21 @@ export class SimFlash {
         return flash
     }
 
+    /** What runs now (see peekBoot()); writes nothing. */
+    peekBoot(options: { chipId?: number } = {}): BootResult {
+        return peekBoot(this, options)
+    }
+
+    /** The app image in OTA slot `slot`, cut to its length; throws if the slot holds none. */
+    readImage(slot: number): Buffer {
+        const p = this.otaSlots()[slot]
+        if (!p) throw new Error(`no OTA slot ${slot}`)
+        const data = this.read(p.offset, p.size)
+        const { imageLength } = inspectImage(data)
+        if (!imageLength) throw new Error(`${p.label} holds no app image`)
+        return data.subarray(0, imageLength)
+    }
+
     close() {
         if (this.fd >= 0) fs.closeSync(this.fd)
         this.fd = -1
@@ -388,16 +403,28 @@ export interface BootResult {
  * starting from the selected one.
  */
 export function boot(flash: SimFlash, options: { chipId?: number } = {}): BootResult {
-    const chipId = options.chipId ?? ESP32S3_CHIP_ID
+    return runBootloader(flash, options.chipId ?? ESP32S3_CHIP_ID, false)
+}
+
+/**
+ * What runs now, as the last boot left it, without writing anything: boot() minus its
+ * otadata updates, so an image that is NEW or PENDING_VERIFY counts as running unconfirmed.
+ */
+export function peekBoot(flash: SimFlash, options: { chipId?: number } = {}): BootResult {
+    return runBootloader(flash, options.chipId ?? ESP32S3_CHIP_ID, true)
+}
+
+function runBootloader(flash: SimFlash, chipId: number, dryRun: boolean): BootResult {
     const slots = flash.otaSlots()
     if (slots.length === 0) throw new Error("no OTA app partitions")
     const entries = readOtadata(flash)
+    const update = (i: number) => dryRun || writeOtadataEntry(flash, i, entries[i])
 
     // rollback: an image still PENDING_VERIFY at boot was never confirmed
     entries.forEach((e, i) => {
-        if (e.state === OtaImgState.PendingVerify) {
+        if (e.state === OtaImgState.PendingVerify && !dryRun) {
             e.state = OtaImgState.Aborted
-            writeOtadataEntry(flash, i, e)
+            update(i)
         }
     })
 
@@ -412,7 +439,7 @@ export function boot(flash: SimFlash, options: { chipId?: number } = {}): BootRe
             start = slotOf(entries[active], slots.length)
             if (entries[active].state === OtaImgState.New) {
                 entries[active].state = OtaImgState.PendingVerify
-                writeOtadataEntry(flash, active, entries[active])
+                update(active)
             }
         }
     }
@@ -424,16 +451,17 @@ export function boot(flash: SimFlash, options: { chipId?: number } = {}): BootRe
     for (const slot of order) {
         const check = slotImage(flash, slot, chipId)
         if (!check.ok) continue
-        if (initialOtadata) {
+        if (initialOtadata && !dryRun) {
             // set_actual_ota_seq
             const seq = slot + 1
             writeOtadataEntry(flash, 0, { seq, seqLabel: Buffer.alloc(20, 0xff), state: OtaImgState.Valid, crc: otaSelectCrc(seq) })
         }
+        const state = otaState(flash, slot)
         return {
             slot: slot as 0 | 1,
             label: slots[slot].label as "ota_0" | "ota_1",
             version: check.info.appDesc?.version ?? "",
-            pendingVerify: otaState(flash, slot) === OtaImgState.PendingVerify,
+            pendingVerify: state === OtaImgState.PendingVerify || (dryRun && state === OtaImgState.New),
             rolledBack: newestAbandoned(flash),
             fellBack: slot !== start,
         }
