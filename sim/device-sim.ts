@@ -89,6 +89,7 @@ export class SimDevice extends EventEmitter {
         this.bus.addServiceProvider(this.provider)
         this.emit("boot", this.boots, this.server)
 
+        const firstPowerOn = this.vmFlash.length === 0
         const vm = (this.vm = await createVm())
         vm.dmesg = line => this.onDmesg(line)
         vm.log = vm.error = (...args) => this.options.verbose && this.log(args.join(" "))
@@ -103,7 +104,7 @@ export class SimDevice extends EventEmitter {
         vm.devsStart()
 
         // First power-on: deploy settings, then the program, like `devs` does.
-        if (this.boots === 1 && this.vmFlash.length === 0) {
+        if (firstPowerOn) {
             await this.deploySettings()
             const r = vm.devsDeploy(this.options.bytecode)
             if (r) throw new Error(`deploy failed: ${r}`)

@@ -48,10 +48,10 @@ export class HttpResponse {
 
     private pending: Buffer
 
-    _start(rest: Buffer) {
+    async _start(rest: Buffer) {
         this.status = this.parser.status
         this.pending = rest
-        if (this.parser.complete) this.finish(!rest && !this.parser.extra)
+        if (this.parser.complete) await this.finish(!rest && !this.parser.extra)
     }
 
     status = 0
@@ -92,7 +92,7 @@ export class HttpResponse {
             this.pending = await recvOrThrow(this.conn.socket, this.timeout)
             if (this.pending === null) {
                 this.parser.finish() // throws when the body was cut short
-                this.finish(false)
+                await this.finish(false)
                 return
             }
         }
@@ -100,16 +100,16 @@ export class HttpResponse {
         const piece = this.pending.slice(0, n)
         this.pending = n < this.pending.length ? this.pending.slice(n) : null
         this.parser.write(piece)
-        if (this.parser.complete) this.finish(!this.pending && !this.parser.extra)
+        if (this.parser.complete) await this.finish(!this.pending && !this.parser.extra)
     }
 
-    private finish(reusable: boolean) {
+    private async finish(reusable: boolean) {
         this.done = true
         const keep =
             reusable &&
             (this.parser.header("connection") || "").toLowerCase() !== "close"
         if (keep) idle = this.conn
-        else this.conn.socket.close()
+        else await this.conn.socket.close()
     }
 }
 
@@ -196,7 +196,7 @@ async function exchange(
             i += n
         }
         if (parser.headComplete) {
-            res._start(i < buf.length ? buf.slice(i) : null)
+            await res._start(i < buf.length ? buf.slice(i) : null)
             return res
         }
     }

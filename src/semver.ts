@@ -42,10 +42,14 @@ function isNumber(id: string) {
     )
 }
 
-/** Parses "1.2.3", "v1.2.3", "1.2.3-rc.1+build.5" (build metadata is checked, then dropped). */
+/**
+ * Parses "1.2.3", "v1.2.3", "1.2.3-rc.1+build.5" (build metadata is
+ * checked, then dropped). Throws Error("invalid version: '...'").
+ */
 export function parseSemver(s: string): SemVer {
     let rest = s
-    if (rest.length && (rest[0] === "v" || rest[0] === "V")) rest = rest.slice(1)
+    const c = rest.length ? rest[0] : ""
+    if (c === "v" || c === "V") rest = rest.slice(1)
     const plus = rest.indexOf("+")
     if (plus >= 0) {
         for (const id of rest.slice(plus + 1).split("."))
@@ -76,6 +80,15 @@ function cmp(a: number, b: number) {
     return a < b ? -1 : a > b ? 1 : 0
 }
 
+// ASCII order; `a < b` can't be used: the VM compares strings as numbers
+function compareText(a: string, b: string) {
+    for (let i = 0; i < a.length && i < b.length; i++) {
+        const c = cmp(a.charCodeAt(i), b.charCodeAt(i))
+        if (c) return c
+    }
+    return cmp(a.length, b.length)
+}
+
 // semver 2.0 rule 11.4: numeric < alphanumeric, numbers by value, text by ASCII
 function compareIds(a: string, b: string) {
     const na = isNumeric(a)
@@ -83,7 +96,7 @@ function compareIds(a: string, b: string) {
     if (na && nb) return cmp(parseInt(a), parseInt(b))
     if (na) return -1
     if (nb) return 1
-    return a < b ? -1 : a > b ? 1 : 0
+    return compareText(a, b)
 }
 
 /** -1, 0 or 1 by semver precedence; throws on an invalid version. */

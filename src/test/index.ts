@@ -1,1 +1,6 @@
+// Device-side unit tests, run in the real VM:
+//   npx devicescript run src/test/index.ts --test --test-self-exit -T 60000
+import "./semver.test"
+import "./glob.test"
 import "./jsonstream.test"
+import "./httpparse.test"

@@ -66,9 +66,9 @@ const USER = {
     site_admin: false,
 }
 // one body line as JSON text, and what it decodes to
-export const BODY_LINE =
+const BODY_LINE =
     '### Fix \\"quoted\\" \\\\path\\\\to\\tfile módulo ü 😀 \\u00e9\\ud83d\\ude00 ok\\r\\n'
-export const BODY_TEXT = '### Fix "quoted" \\path\\to\tfile módulo ü 😀 é😀 ok\r\n'
+const BODY_TEXT = '### Fix "quoted" \\path\\to\tfile módulo ü 😀 é😀 ok\r\n'
 
 function asset(k: number) {
     return {
@@ -88,7 +88,7 @@ function asset(k: number) {
     }
 }
 
-export class ReleaseDoc {
+class ReleaseDoc {
     private step = 0
     private line = 0
     constructor(
@@ -135,7 +135,7 @@ export class ReleaseDoc {
 }
 
 // cheap summary of everything reported (the callback runs inside write())
-export class Digest {
+class Digest {
     count = 0
     pathChars = 0
     strChars = 0
@@ -172,7 +172,7 @@ export class Digest {
 }
 
 /** Feeds `doc` in chunks of `size` bytes, awaiting now and then (opcode budget). */
-export async function feed(doc: ReleaseDoc, size: number, options?: JsonStreamOptions) {
+async function feed(doc: ReleaseDoc, size: number, options?: JsonStreamOptions) {
     const d = new Digest()
     const o: JsonStreamOptions = options || {}
     o.onEnd = () => {
@@ -236,8 +236,10 @@ describe("jsonstream", () => {
         expect(await parse('{"":1,"a.b":2}')).toBe("=1;a.b=2")
     })
     test("numbers", async () => {
-        expect(await parse("[0,-0,123456789012,3.25,1e2,2E-2,1.5e+3,-7]")).toBe(
-            "0=0;1=0;2=123456789012;3=3.25;4=100;5=0.02;6=1500;7=-7"
+        expect(
+            await parse("[0,-0,123456789012,3.25,1e2,2E-2,1.5e+3,-7,0.5,1e05,-0.0]")
+        ).toBe(
+            "0=0;1=0;2=123456789012;3=3.25;4=100;5=0.02;6=1500;7=-7;8=0.5;9=100000;10=0"
         )
         expect(await parse("1234", 1)).toBe("=1234")
     })
@@ -297,6 +299,13 @@ describe("jsonstream", () => {
             ["-", "bad number at byte 0"],
             ["[1e]", "bad number at byte 1"],
             ["[0,1-2]", "bad number at byte 3"],
+            ["[-01]", "bad number at byte 1"],
+            ["00", "bad number at byte 0"],
+            ["1.e5", "bad number at byte 0"],
+            ["-.5", "bad number at byte 0"],
+            ["[1..2]", "bad number at byte 1"],
+            ["1e5e5", "bad number at byte 0"],
+            ["1e+", "bad number at byte 0"],
             ['"a\\x"', "bad escape at byte 3"],
             ['"\\u12g4"', "bad \\u escape at byte 5"],
             ['["ab\ncd"]', "control character in string at byte 4"],
