@@ -9,10 +9,11 @@ import { runInThisContext } from "node:vm"
 const START_MARKER = "// runtime/devicescript-vm/built/devicescript-vm.js"
 const END_MARKER = "// dap/built/devicescript-dap.cjs"
 
-// lwIP on the ESP32 hands received TCP data over in segments of at most one MSS; Node
-// delivers up to 64 KB at once, which no 64 KB VM heap could take. Splitting here makes
-// the simulator deliver data the way the device does.
-export const TCP_SEGMENT_BYTES = 1460
+// The ESP32 runtime reads its socket in 128-byte pieces (devicescript-esp32
+// main/sock.c, jd_tcpsock_process) and hands each to the VM; Node delivers up to 64 KB
+// at once, which no 64 KB VM heap could take. Splitting makes the simulator deliver
+// data the way the device does.
+export const TCP_SEGMENT_BYTES = 128
 
 /** The subset of the emscripten module that this project drives. */
 export interface DevsModule {

@@ -107,17 +107,28 @@ class ReleaseCollector {
     }
 }
 
-/** Streams a release JSON body through the collector. */
+/**
+ * Streams a release JSON body through the collector. GitHub sends the release notes
+ * (`body`) after the assets, so reading stops when the assets array closes: the notes
+ * are never parsed, whatever their length.
+ */
 export async function parseRelease(res: HttpResponse, pattern: string): Promise<Release> {
     const c = new ReleaseCollector(pattern)
-    const json = new JsonStream((path: string, value: any) => c.onValue(path, value))
+    let assetsDone = false
+    const json = new JsonStream((path: string, value: any) => c.onValue(path, value), {
+        onEnd: (path: string) => {
+            if (path === "assets") assetsDone = true
+        },
+    })
     try {
         for (;;) {
             const piece = await res.read()
             if (piece === null) break
             json.write(piece)
+            if (assetsDone) break
         }
-        json.end()
+        if (assetsDone) await res.close()
+        else json.end()
     } catch (e) {
         await res.close()
         throw new GithubError(`github release: malformed JSON: ${(e as Error).message}`, res.status)

@@ -2,12 +2,16 @@
 // closes every connection, follows no redirect and does not decode chunked bodies.
 // One connection at a time (the VM has one socket), kept alive between requests to
 // the same origin so that Range requests do not pay a TLS handshake each.
+import * as ds from "@devicescript/core"
 import { Socket, URL, connect } from "@devicescript/net"
 import { ResponseParser, buildRequest } from "./httpparse"
 
-// Data is fed to the parser in pieces this large at most, with an await in between,
-// so that a slow consumer (the JSON parser) never runs a fiber out of opcodes.
+// Data is fed to the parser in pieces this large at most, and the fiber really yields
+// every YIELD_BYTES: awaiting data that is already queued does not suspend it, and a
+// fiber that runs 128K opcodes without suspending panics (60001). The JSON parser
+// takes ~17 opcodes a byte.
 const PIECE_BYTES = 512
+const YIELD_BYTES = 2048
 const DEFAULT_TIMEOUT_MS = 20000
 const USER_AGENT = "devicescript-github-ota/0.1"
 
@@ -47,6 +51,7 @@ export class HttpResponse {
     ) {}
 
     private pending: Buffer
+    private sinceYield = 0
 
     async _start(rest: Buffer) {
         this.status = this.parser.status
@@ -88,6 +93,10 @@ export class HttpResponse {
 
     // Feeds one piece of received data to the parser.
     private async pump() {
+        if (this.sinceYield >= YIELD_BYTES) {
+            this.sinceYield = 0
+            await ds.sleep(0)
+        }
         if (!this.pending || !this.pending.length) {
             this.pending = await recvOrThrow(this.conn.socket, this.timeout)
             if (this.pending === null) {
@@ -98,6 +107,7 @@ export class HttpResponse {
         }
         const n = Math.min(this.pending.length, PIECE_BYTES)
         const piece = this.pending.slice(0, n)
+        this.sinceYield += n
         this.pending = n < this.pending.length ? this.pending.slice(n) : null
         this.parser.write(piece)
         if (this.parser.complete) await this.finish(!this.pending && !this.parser.extra)

@@ -2,6 +2,7 @@
 // server over a flash file, and the release server emulator on loopback.
 import * as assert from "node:assert/strict"
 import { createHash } from "node:crypto"
+import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -16,6 +17,7 @@ import { SimFlash } from "../sim/flash"
 const OWNER = "acme"
 const TOKEN = "github_pat_e2e_test_token"
 const PATTERN = "widget-*-esp32s3.bin"
+const TSX_CLI = join(__dirname, "..", "node_modules", "tsx", "dist", "cli.mjs")
 
 describe("end to end on the DeviceScript VM", function () {
     let dir: string
@@ -37,20 +39,29 @@ describe("end to end on the DeviceScript VM", function () {
         server = await startReleaseServer({ dir: join(dir, "releases"), tokens: { [TOKEN]: "*" }, faults })
     })
     let corruptAt = -1 // asset offset to flip on the storage host, -1: none
+    let latestBody: string | undefined // replaces the answer of releases/latest
     const faults: Faults = {
         onRequest: ({ origin, req, res }) => {
             if (origin === "storage" && corruptAt >= 0) corruptResponse(req, res, corruptAt)
+            if (origin === "api" && latestBody !== undefined && req.url?.endsWith("/releases/latest")) {
+                res.writeHead(200, { "content-type": "application/json; charset=utf-8" })
+                res.end(latestBody)
+                return true
+            }
             return false
         },
     }
     afterEach(function () {
         if (this.currentTest?.state === "failed") console.log(logs.join("\n"))
+        corruptAt = -1
+        latestBody = undefined
+        assert.ok(!logs.some(l => l.includes(TOKEN)), "the token appeared in the device's log")
         // The token never goes to the storage host, whatever happened in the test.
         for (const r of server.requests.filter(r => r.origin === "storage"))
             assert.equal(r.headers.authorization, undefined, `storage saw Authorization: ${r.url}`)
     })
 
-    function run(repo: string, flashName: string, checks = 1): Promise<RunResult> {
+    function run(repo: string, flashName: string, checks = 1, token = TOKEN): Promise<RunResult> {
         const flashFile = join(dir, flashName)
         createFlash(flashFile, "1.0.0")
         const device = new SimDevice({
@@ -60,7 +71,7 @@ describe("end to end on the DeviceScript VM", function () {
                 GITHUB_API: server.apiUrl,
                 GITHUB_OWNER: OWNER,
                 GITHUB_REPO: repo,
-                GITHUB_TOKEN: TOKEN,
+                GITHUB_TOKEN: token,
                 ASSET_PATTERN: PATTERN,
                 CHECK_SECONDS: 1,
             },
@@ -113,7 +124,6 @@ describe("end to end on the DeviceScript VM", function () {
         publish("corrupt", "v1.2.0", [{ name: "widget-1.2.0-esp32s3.bin", data: image }])
         corruptAt = 5000
         const r = await run("corrupt", "corrupt.flash")
-        corruptAt = -1
         assert.equal(r.result, "error")
         assert.match(r.error, /sha256_mismatch/)
         const booted = bootedImage(join(dir, "corrupt.flash"))
@@ -129,7 +139,58 @@ describe("end to end on the DeviceScript VM", function () {
         const booted = bootedImage(join(dir, "chip.flash"))
         assert.deepEqual([booted.slot, booted.version], ["ota_0", "1.0.0"])
     })
+
+    // Bad input that never reaches the OTA service: each ends in a clear error and the
+    // flash still boots 1.0.0 in ota_0.
+    async function expectRefusal(repo: string, pattern: RegExp, token = TOKEN) {
+        const flashName = `${repo}.flash`
+        const r = await run(repo, flashName, 1, token)
+        assert.equal(r.result, "error", JSON.stringify(r))
+        assert.match(r.error, pattern)
+        const booted = bootedImage(join(dir, flashName))
+        assert.deepEqual([booted.slot, booted.version, booted.pendingVerify], ["ota_0", "1.0.0", false])
+        return r
+    }
+
+    it("reports a bad token as bad credentials, without the token", async () => {
+        publish("badtoken", "v1.4.0", [{ name: "widget-1.4.0-esp32s3.bin", data: buildAppImage({ version: "1.4.0", payloadSize: 4096 }) }])
+        const r = await expectRefusal("badtoken", /HTTP 401 bad credentials/, "github_pat_not_a_valid_one")
+        assert.ok(!r.error.includes("github_pat_not_a_valid_one"))
+    })
+
+    it("reports a release without a matching asset", async () => {
+        publish("noasset", "v1.5.0", [{ name: "widget-1.5.0-esp32c3.bin", data: buildAppImage({ version: "1.5.0", payloadSize: 4096 }) }])
+        await expectRefusal("noasset", /no asset matches 'widget-\*-esp32s3.bin' \(1 assets\)/)
+    })
+
+    it("reports malformed release JSON", async () => {
+        publish("badjson", "v1.6.0", [{ name: "widget-1.6.0-esp32s3.bin", data: buildAppImage({ version: "1.6.0", payloadSize: 4096 }) }])
+        latestBody = '{"tag_name":"v1.6.0","assets":[{"name":"widget-1.6.0-esp32s3.bin",,]}'
+        await expectRefusal("badjson", /malformed JSON: json: expected key at byte 66/)
+    })
+
+    it("npm run device -- --once ends with one JSON line and its exit code", async () => {
+        publish("cli", "v1.0.0", [{ name: "widget-1.0.0-esp32s3.bin", data: buildAppImage({ version: "1.0.0", payloadSize: 4096 }) }])
+        const args = ["--api", server.apiUrl, "--owner", OWNER, "--repo", "cli", "--asset", PATTERN, "--no-build"]
+        const ok = await runCli([...args, "--token", TOKEN, "--flash", join(dir, "cli.flash"), "--once"])
+        const last = JSON.parse(ok.stdout.trim().split("\n").pop()!)
+        assert.deepEqual([ok.code, last.result, last.version, last.slot], [0, "up-to-date", "1.0.0", "ota_0"])
+
+        const bad = await runCli([...args, "--token", "github_pat_wrong", "--flash", join(dir, "cli-bad.flash"), "--once"])
+        const error = JSON.parse(bad.stdout.trim().split("\n").pop()!)
+        assert.deepEqual([bad.code, error.result], [1, "error"])
+        assert.match(error.error, /HTTP 401 bad credentials/)
+        assert.ok(!bad.stdout.includes("github_pat_wrong") && !bad.stderr.includes("github_pat_wrong"))
+    })
 })
+
+// Runs the device CLI as a user would (the release server stays responsive meanwhile).
+function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise(resolve => {
+        const child = execFile(process.execPath, [TSX_CLI, "sim/device.ts", ...args], { cwd: join(__dirname, ".."), timeout: 60_000 },
+            (_err, stdout, stderr) => resolve({ code: child.exitCode, stdout, stderr }))
+    })
+}
 
 // Flips the byte at asset offset `at` in a storage response: a corrupted transfer.
 function corruptResponse(req: IncomingMessage, res: ServerResponse, at: number) {
