@@ -93,7 +93,7 @@ export class SimDevice extends EventEmitter {
         const vm = (this.vm = await createVm())
         vm.dmesg = line => this.onDmesg(line)
         vm.log = vm.error = (...args) => this.options.verbose && this.log(args.join(" "))
-        vm.panicHandler = code => this.log(`vm: panic ${code}`)
+        vm.panicHandler = code => code && this.log(`vm: panic ${code}`)
         vm.flashLoad = () => this.vmFlash
         vm.flashSave = data => (this.vmFlash = data.slice())
         // Both directions are deferred: the VM drops frames that arrive while it runs.

@@ -2,18 +2,11 @@
 // bundle and runs it in this process. The CLI does not export the VM factory, so the
 // factory's source is cut out of the bundle between two markers and evaluated here.
 import { readFileSync } from "node:fs"
-import * as net from "node:net"
-import * as tls from "node:tls"
 import { runInThisContext } from "node:vm"
+import { deviceSockets, VmTurns } from "./device-socket"
 
 const START_MARKER = "// runtime/devicescript-vm/built/devicescript-vm.js"
 const END_MARKER = "// dap/built/devicescript-dap.cjs"
-
-// The ESP32 runtime reads its socket in 128-byte pieces (devicescript-esp32
-// main/sock.c, jd_tcpsock_process) and hands each to the VM; Node delivers up to 64 KB
-// at once, which no 64 KB VM heap could take. Splitting makes the simulator deliver
-// data the way the device does.
-export const TCP_SEGMENT_BYTES = 128
 
 /** The subset of the emscripten module that this project drives. */
 export interface DevsModule {
@@ -47,22 +40,6 @@ function loadFactorySource(): string {
     return factorySource
 }
 
-// Makes a socket emit "data" in pieces of at most TCP_SEGMENT_BYTES.
-function segmented<T extends net.Socket>(sock: T): T {
-    const on = sock.on.bind(sock)
-    sock.on = ((event: string, fn: (...a: any[]) => void) => {
-        if (event !== "data") return on(event, fn)
-        return on("data", (buf: Buffer) => {
-            for (let i = 0; i < buf.length; i += TCP_SEGMENT_BYTES)
-                fn(buf.subarray(i, i + TCP_SEGMENT_BYTES))
-        })
-    }) as any
-    return sock
-}
-
-const segmentingNet = { ...net, createConnection: (...a: any[]) => segmented((net.createConnection as any)(...a)) }
-const segmentingTls = { ...tls, connect: (...a: any[]) => segmented((tls.connect as any)(...a)) }
-
 /** Creates a fresh VM instance (fresh RAM, like a reset). */
 export async function createVm(): Promise<DevsModule> {
     const wrapped = `(function (require, __filename, __dirname) {
@@ -72,12 +49,21 @@ export async function createVm(): Promise<DevsModule> {
         ${loadFactorySource()}
         return require_devicescript_vm();
     })`
+    // Sockets are paced like the ESP32 runtime's: one receive window per VM turn.
+    const turns = new VmTurns()
+    const sockets = deviceSockets(turns)
     const requireShim = (name: string) => {
-        if (name === "net") return segmentingNet
-        if (name === "tls") return segmentingTls
+        if (name === "net") return sockets.net
+        if (name === "tls") return sockets.tls
         return require(name)
     }
     const factory = runInThisContext(wrapped, { filename: "devicescript-vm.js" })(requireShim, __filename, __dirname)
     const vm: DevsModule = await factory()
+    const process = (vm as any)._jd_em_process
+    ;(vm as any)._jd_em_process = () => {
+        const next = process()
+        turns.tick()
+        return next
+    }
     return vm
 }

@@ -56,6 +56,7 @@ describe("end to end on the DeviceScript VM", function () {
         corruptAt = -1
         latestBody = undefined
         assert.ok(!logs.some(l => l.includes(TOKEN)), "the token appeared in the device's log")
+        assert.ok(!logs.some(l => l.startsWith("vm: panic")), "the VM panicked (out of memory or opcodes)")
         // The token never goes to the storage host, whatever happened in the test.
         for (const r of server.requests.filter(r => r.origin === "storage"))
             assert.equal(r.headers.authorization, undefined, `storage saw Authorization: ${r.url}`)
@@ -167,6 +168,14 @@ describe("end to end on the DeviceScript VM", function () {
         publish("badjson", "v1.6.0", [{ name: "widget-1.6.0-esp32s3.bin", data: buildAppImage({ version: "1.6.0", payloadSize: 4096 }) }])
         latestBody = '{"tag_name":"v1.6.0","assets":[{"name":"widget-1.6.0-esp32s3.bin",,]}'
         await expectRefusal("badjson", /malformed JSON: json: expected key at byte 66/)
+    })
+
+    it("reads a release with 40 assets and 60 KB of notes within the 64 KB heap", async () => {
+        const assets: { name: string; data: Buffer }[] = Array.from({ length: 40 }, (_, i) => ({ name: `widget-extra-${i}.zip`, data: Buffer.alloc(64, i) }))
+        assets.push({ name: "widget-1.0.0-esp32s3.bin", data: buildAppImage({ version: "1.0.0", payloadSize: 4096 }) })
+        writeRelease(join(dir, "releases"), OWNER, "big", "v1.0.0", { assets, body: "- a long line of release notes ✓\n".repeat(2000) })
+        const r = await run("big", "big.flash", 2)
+        assert.deepEqual([r.result, r.version, r.notModified], ["up-to-date", "1.0.0", true], JSON.stringify(r))
     })
 
     it("npm run device -- --once ends with one JSON line and its exit code", async () => {
