@@ -69,14 +69,18 @@ async function main() {
     const timer = setInterval(() => {
         if (!ota || !ota.imageSize) return
         const line = bar(ota.bytesWritten, ota.imageSize, ota.throughput)
-        if (tty) process.stdout.write(`\r${line}${ota.bytesWritten === ota.imageSize ? "\n" : ""}`)
+        if (tty) process.stdout.write(`\r${line}`)
         else if (Math.floor((ota.bytesWritten * 10) / ota.imageSize) !== shown) {
             shown = Math.floor((ota.bytesWritten * 10) / ota.imageSize)
             console.log(line)
         }
     }, 200)
 
-    const result = await runOnce(device, { timeoutMs: 300_000 })
+    const result = await runOnce(device, {
+        timeoutMs: 300_000,
+        // The service leaves `receiving` on commit: draw the finished bar once.
+        onStatus: s => s.event === "committed" && console.log(`${tty ? "\r" : ""}${bar(s.bytes, s.bytes, s.bytes / s.seconds)}`),
+    })
     clearInterval(timer)
     await server.close()
     rmSync(dir, { recursive: true, force: true })
