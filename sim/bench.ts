@@ -8,7 +8,7 @@ import { startReleaseServer, writeRelease } from "../tools/release-server"
 import { buildAppImage } from "../tools/esp-image"
 import { SimDevice } from "./device-sim"
 import { buildProgram } from "./program"
-import { createFlash, runOnce } from "./run-once"
+import { createFlash, deviceSettings, runOnce } from "./run-once"
 
 const TOKEN = "github_pat_bench"
 const CEILING_KBPS = 232 / 20 // KB/s: one 232-byte write per 20 ms throttle slot
@@ -27,14 +27,7 @@ async function main() {
         const device = new SimDevice({
             flashFile,
             bytecode,
-            settings: {
-                GITHUB_API: server.apiUrl,
-                GITHUB_OWNER: "bench",
-                GITHUB_REPO: repo,
-                GITHUB_TOKEN: TOKEN,
-                ASSET_PATTERN: pattern,
-                CHECK_SECONDS: 1,
-            },
+            settings: deviceSettings({ api: server.apiUrl, owner: "bench", repo, token: TOKEN, assetPattern: pattern, checkSeconds: 1 }),
         })
         const t0 = Date.now()
         const result = await runOnce(device, { checks, timeoutMs: 1_800_000 })

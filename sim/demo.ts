@@ -9,7 +9,7 @@ import { buildAppImage } from "../tools/esp-image"
 import { SimDevice } from "./device-sim"
 import { OtaUpdaterServer } from "./ota-server"
 import { buildProgram } from "./program"
-import { createFlash, runOnce } from "./run-once"
+import { createFlash, deviceSettings, runOnce } from "./run-once"
 
 const OWNER = "demo-org"
 const REPO = "demo-firmware"
@@ -48,14 +48,7 @@ async function main() {
     const device = new SimDevice({
         flashFile,
         bytecode,
-        settings: {
-            GITHUB_API: server.apiUrl,
-            GITHUB_OWNER: OWNER,
-            GITHUB_REPO: REPO,
-            GITHUB_TOKEN: TOKEN,
-            ASSET_PATTERN: "*-esp32s3.bin",
-            CHECK_SECONDS: 5,
-        },
+        settings: deviceSettings({ api: server.apiUrl, owner: OWNER, repo: REPO, token: TOKEN, assetPattern: "*-esp32s3.bin", checkSeconds: 5 }),
         // The program's own progress lines are replaced by the bar drawn below.
         log: line => line.startsWith("ota: ") && /%/.test(line) ? undefined : console.log(`  device | ${line}`),
     })

@@ -16,6 +16,24 @@ export interface RunOnceOptions {
     onStatus?: (s: DeviceStatus) => void
 }
 
+export interface UpdateSettings {
+    api: string
+    owner: string
+    repo: string
+    token?: string
+    assetPattern?: string
+    checkSeconds?: number
+}
+
+/** The device program's settings (see .env.defaults) for a simulated run. */
+export function deviceSettings(s: UpdateSettings): Record<string, string | number> {
+    const out: Record<string, string | number> = { GITHUB_API: s.api, GITHUB_OWNER: s.owner, GITHUB_REPO: s.repo }
+    if (s.token !== undefined) out.GITHUB_TOKEN = s.token
+    if (s.assetPattern !== undefined) out.ASSET_PATTERN = s.assetPattern
+    if (s.checkSeconds !== undefined) out.CHECK_SECONDS = s.checkSeconds
+    return out
+}
+
 /** A new flash file with an image of `version` in ota_0, as a factory would flash it. */
 export function createFlash(file: string, version: string, payloadSize = 64 * 1024) {
     SimFlash.createWithImage(file, buildAppImage({ version, payloadSize, projectName: "devicescript-ota" }))

@@ -11,7 +11,7 @@ import { startReleaseServer, writeRelease, ReleaseServer, Faults } from "../tool
 import { buildAppImage, CHIP_IDS } from "../tools/esp-image"
 import { SimDevice } from "../sim/device-sim"
 import { buildProgram } from "../sim/program"
-import { createFlash, bootedImage, runOnce, RunResult } from "../sim/run-once"
+import { createFlash, bootedImage, deviceSettings, runOnce, RunResult } from "../sim/run-once"
 import { SimFlash } from "../sim/flash"
 
 const OWNER = "acme"
@@ -68,14 +68,7 @@ describe("end to end on the DeviceScript VM", function () {
         const device = new SimDevice({
             flashFile,
             bytecode,
-            settings: {
-                GITHUB_API: server.apiUrl,
-                GITHUB_OWNER: OWNER,
-                GITHUB_REPO: repo,
-                GITHUB_TOKEN: token,
-                ASSET_PATTERN: PATTERN,
-                CHECK_SECONDS: 1,
-            },
+            settings: deviceSettings({ api: server.apiUrl, owner: OWNER, repo, token, assetPattern: PATTERN, checkSeconds: 1 }),
             log: line => logs.push(line),
         })
         return runOnce(device, { checks, timeoutMs: 90_000 })
