@@ -27,12 +27,11 @@ import {
     OtaUpdaterState,
 } from "../.devicescript/ts/constants"
 import { checkAppImage, ESP32S3_CHIP_ID } from "../tools/esp-image"
+import { SECTOR_SIZE, SimFlash } from "./flash"
+import { Partition } from "./partition-table"
 import {
     BootResult,
     OtaImgState,
-    Partition,
-    SECTOR_SIZE,
-    SimFlash,
     boot,
     eraseOtadataEntry,
     markInvalidAndRollback,
@@ -40,7 +39,7 @@ import {
     otaState,
     readOtadata,
     setBootPartition,
-} from "./flash"
+} from "./bootloader"
 
 export const SERVICES_JSON = path.join(__dirname, "..", ".devicescript", "services.json")
 export const SPARE_SLOT = 0xff // begin's target: esp_ota_get_next_update_partition(NULL)

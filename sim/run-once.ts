@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto"
 import { SimDevice, DeviceStatus } from "./device-sim"
 import { SimFlash } from "./flash"
+import { peekBoot } from "./bootloader"
 import { buildAppImage } from "../tools/esp-image"
 
 export interface RunResult {
@@ -42,7 +43,7 @@ export function createFlash(file: string, version: string, payloadSize = 64 * 10
 /** Slot, version and SHA-256 of the image the flash boots now. */
 export function bootedImage(file: string) {
     const flash = SimFlash.open(file)
-    const boot = flash.peekBoot()
+    const boot = peekBoot(flash)
     const image = flash.readImage(boot.slot)
     return {
         slot: boot.label,

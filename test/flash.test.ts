@@ -3,26 +3,26 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { buildAppImage } from "../tools/esp-image"
+import { FLASH_SIZE, SECTOR_SIZE, SimFlash } from "../sim/flash"
 import {
     DEFAULT_PARTITIONS_CSV,
-    FLASH_SIZE,
-    OtaImgState,
     PARTITION_TABLE_OFFSET,
-    SECTOR_SIZE,
-    SimFlash,
-    boot,
-    bootSlot,
     decodePartitionTable,
     encodePartitionTable,
+    parsePartitionsCsv,
+} from "../sim/partition-table"
+import {
+    OtaImgState,
+    boot,
+    bootSlot,
     markInvalidAndRollback,
     markValid,
     otaSelectCrc,
     peekBoot,
     otaState,
-    parsePartitionsCsv,
     readOtadata,
     setBootPartition,
-} from "../sim/flash"
+} from "../sim/bootloader"
 
 const v1 = buildAppImage({ version: "1.0.0", payloadSize: 20_000 })
 const v2 = buildAppImage({ version: "2.0.0", payloadSize: 24_000 })
@@ -210,7 +210,7 @@ describe("otadata and the bootloader", () => {
         install(flash, 1, v2)
         setBootPartition(flash, 1)
         const before = readOtadata(flash)
-        assert.deepEqual([flash.peekBoot().slot, flash.peekBoot().pendingVerify], [1, true])
+        assert.deepEqual([peekBoot(flash).slot, peekBoot(flash).pendingVerify], [1, true])
         assert.deepEqual(readOtadata(flash), before)
         boot(reopen())
         assert.deepEqual([peekBoot(flash).version, peekBoot(flash).pendingVerify], ["2.0.0", true])

@@ -14,7 +14,8 @@ import {
     OtaUpdaterState,
 } from "../.devicescript/ts/constants"
 import { buildAppImage } from "../tools/esp-image"
-import { FlashOp, OtaImgState, SimFlash, boot, bootSlot, otaState, readOtadata } from "../sim/flash"
+import { FlashOp, SimFlash } from "../sim/flash"
+import { OtaImgState, boot, bootSlot, otaState, readOtadata } from "../sim/bootloader"
 import { OtaUpdaterServer } from "../sim/ota-server"
 
 const CHUNK = 232
