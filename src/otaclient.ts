@@ -10,12 +10,13 @@ const RETRIES = 5
 const SPARE_SLOT = 0xff
 const MAX_QUEUED = 16
 
-const CMD_BEGIN = 0x80
-const CMD_WRITE = 0x81
-const CMD_COMMIT = 0x82
-const CMD_ABORT = 0x83
-const CMD_REBOOT = 0x84
-const CMD_CONFIRM = 0x85
+// Command codes generated from services/otaupdater.md.
+const CMD_BEGIN = ds.OtaUpdaterCodes.CmdBegin
+const CMD_WRITE = ds.OtaUpdaterCodes.CmdWrite
+const CMD_COMMIT = ds.OtaUpdaterCodes.CmdCommit
+const CMD_ABORT = ds.OtaUpdaterCodes.CmdAbort
+const CMD_REBOOT = ds.OtaUpdaterCodes.CmdReboot
+const CMD_CONFIRM = ds.OtaUpdaterCodes.CmdConfirm
 
 const ERROR_NAMES = [
     "none",
@@ -113,11 +114,11 @@ export class OtaClient {
             }
             const next = r.getAt(0, "u32")
             const err = r.getAt(4, "u8")
-            if (err === 1) {
+            if (err === ds.OtaUpdaterError.BadOffset) {
                 // bad_offset: resume where the service says, if that is in this piece.
                 if (next < offset || next > end) throw new OtaError("bad_offset", "write")
                 acked = sent = next
-            } else if (err !== 0) {
+            } else if (err !== ds.OtaUpdaterError.None) {
                 throw new OtaError(otaErrorName(err), "write")
             } else if (next > acked) {
                 acked = next
