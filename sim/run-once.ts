@@ -57,7 +57,7 @@ export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promis
     const checks = options.checks || 1
     let committed: DeviceStatus
     let confirmed = false
-    let checksThisBoot = 0
+    let checksSeen = 0 // up-to-date checks since power-on, or since the last commit
 
     return new Promise<RunResult>((resolve, reject) => {
         const timer = setTimeout(
@@ -71,16 +71,19 @@ export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promis
         }
         const onStatus = (s: DeviceStatus) => {
             options.onStatus?.(s)
-            if (s.event === "committed") committed = s
-            else if (s.event === "confirmed") confirmed = true
+            if (s.event === "committed") {
+                committed = s
+                checksSeen = 0
+            } else if (s.event === "confirmed") confirmed = true
             else if (s.event === "error") finish({ result: "error", error: s.error, boot: s.boot })
             else if (s.event === "up-to-date" && (!committed || s.boot > committed.boot)) {
-                if (++checksThisBoot < checks) return
+                if (++checksSeen < checks) return
                 const image = bootedImage(device.options.flashFile)
                 if (!committed)
                     return finish({ result: "up-to-date", version: s.version, latest: s.latest, notModified: s.notModified, slot: image.slot })
+                const bootedNew = image.version === stripV(committed.to)
                 finish({
-                    result: image.version === stripV(committed.to) ? "updated" : "error",
+                    result: bootedNew ? "updated" : "error",
                     from: committed.from,
                     to: image.version,
                     slot: image.slot,
@@ -88,7 +91,7 @@ export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promis
                     confirmed: confirmed && !image.pendingVerify,
                     seconds: committed.seconds,
                     notModified: s.notModified,
-                    ...(image.version === stripV(committed.to) ? {} : { error: `booted ${image.version}, not ${committed.to}` }),
+                    ...(bootedNew ? {} : { error: `booted ${image.version}, not ${committed.to}` }),
                 })
             }
         }

@@ -41,7 +41,10 @@ function defaultPort(url: URL) {
 }
 
 export class HttpResponse {
-    private queue: Buffer[] = []
+    status = 0
+    private queue: Buffer[] = [] // decoded body pieces not read yet
+    private pending: Buffer // received bytes not parsed yet
+    private sinceYield = 0
     private done = false
 
     constructor(
@@ -50,16 +53,11 @@ export class HttpResponse {
         private timeout: number
     ) {}
 
-    private pending: Buffer
-    private sinceYield = 0
-
     async _start(rest: Buffer) {
         this.status = this.parser.status
         this.pending = rest
         if (this.parser.complete) await this.finish(!rest && !this.parser.extra)
     }
-
-    status = 0
 
     header(name: string) {
         return this.parser.header(name)
