@@ -1,19 +1,50 @@
-// Downloads a release asset in bounded Range requests. The VM has no backpressure on
-// sockets, so asking for one chunk at a time is what bounds memory. GitHub answers the
-// asset's API URL with a 302 to a storage host; the token is sent to the API origin only.
+// Downloads a release asset in bounded Range requests and resumes after faults. The
+// VM has no backpressure on sockets (devicescript-esp32 main/sock.c pushes whatever
+// lwIP has into the VM), so asking for one chunk at a time is what bounds memory.
+// GitHub answers the asset's API URL with a redirect to a storage host; the token is
+// sent to the API origin only (http.ts drops it on every other origin).
+import * as ds from "@devicescript/core"
 import { request, HttpResponse, originOf } from "./http"
 import { parseContentRange } from "./httpparse"
 import { URL } from "@devicescript/net"
-import { GithubConfig, GithubError, apiError, apiHeaders } from "./github"
+import { GithubConfig, GithubError, apiError, apiOptions } from "./github"
+import { Backoff } from "./backoff"
 
+/** Bytes asked for in one Range request, and the most held in memory at once. */
 export const CHUNK_BYTES = 8192
-const MAX_ATTEMPTS = 4
+/** Consecutive failed attempts (no byte gained) before the download gives up. */
+export const MAX_FAILURES = 6
+const MAX_REDIRECTS = 5
+const STORAGE_KEEP = ["content-range", "content-type"]
 
-/** Called with consecutive pieces of the asset, each at most CHUNK_BYTES long. */
+/** Called with consecutive pieces of the asset; resolves when they are stored. */
 export type ChunkSink = (offset: number, data: Buffer) => Promise<void>
 
+/** What a download cost, for status lines and the benchmark. */
+export interface DownloadStats {
+    /** HTTP requests, redirect hops included */
+    requests: number
+    /** body bytes received from the storage (or API) host for the asset */
+    bytesFetched: number
+    /** attempts that failed and were retried */
+    retries: number
+    /** the storage host answered 200 to a Range request */
+    rangeIgnored: boolean
+}
+
+/** A download error that retrying cannot fix (wrong size, 416, redirect refused ...). */
+export class DownloadError extends Error {
+    constructor(message: string) {
+        super(message)
+        this.name = "DownloadError"
+    }
+}
+
 export class AssetDownload {
+    stats: DownloadStats = { requests: 0, bytesFetched: 0, retries: 0, rangeIgnored: false }
     private location: string // signed storage URL from the last redirect
+    private buf = Buffer.alloc(CHUNK_BYTES)
+    private got = 0 // bytes of the current chunk in buf
 
     constructor(
         private cfg: GithubConfig,
@@ -22,92 +53,147 @@ export class AssetDownload {
     ) {
         // The asset URL comes from the API's JSON: never send the token elsewhere.
         if (originOf(new URL(assetUrl)) !== originOf(new URL(cfg.api)))
-            throw new GithubError("github asset: url is not on the API origin", 0)
+            throw new GithubError("github asset: url is not on the API origin (GITHUB_API)", 0)
     }
 
-    /** Fetches the whole asset, chunk by chunk, into `sink`. */
-    async run(sink: ChunkSink) {
-        const buf = Buffer.alloc(CHUNK_BYTES)
-        let offset = 0
+    /**
+     * Fetches asset bytes [from, size) into `sink`, in order, at most CHUNK_BYTES at a
+     * time. A dropped connection, a timeout or a 5xx is retried from the first byte
+     * the sink has not stored, with capped exponential backoff and jitter; an expired
+     * signed URL (403/400 from storage) goes back to the API for a new one. Throws
+     * DownloadError, GithubError or the sink's error when it cannot go on.
+     */
+    async run(sink: ChunkSink, from: number) {
+        let offset = from
+        const backoff = new Backoff(1000, 30000)
+        let failures = 0
         while (offset < this.size) {
-            const n = Math.min(CHUNK_BYTES, this.size - offset)
-            await this.fetchChunk(offset, n, buf)
-            await sink(offset, n === CHUNK_BYTES ? buf : buf.slice(0, n))
-            offset += n
-        }
-    }
-
-    // Fills buf[0..n) with asset bytes [offset, offset+n), retrying on transient errors.
-    private async fetchChunk(offset: number, n: number, buf: Buffer) {
-        let lastError: Error
-        for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
             try {
+                const n = Math.min(CHUNK_BYTES, this.size - offset)
                 const res = await this.get(offset, n)
-                await readRange(res, offset, n, buf)
-                return
+                this.got = 0
+                let cut: Error = null
+                try {
+                    await this.readChunk(res, offset, n)
+                } catch (e) {
+                    if (e instanceof DownloadError) throw e
+                    cut = e as Error // a drop: the bytes that arrived are kept
+                    await res.close()
+                }
+                const got = this.got
+                if (got > 0) {
+                    // (the sink's errors are the OTA service's: not retried here)
+                    await sink(offset, got === CHUNK_BYTES ? this.buf : this.buf.slice(0, got))
+                    offset += got
+                    failures = 0
+                    backoff.reset()
+                }
+                if (cut) throw cut
+                if (got < n) throw new Error(`download: connection ended at ${offset} of ${this.size}`)
             } catch (e) {
-                lastError = e as Error
-                if (e instanceof GithubError && e.status && e.status !== 403) throw e
-                // An expired signed URL (403) or a broken connection: ask the API again.
-                this.location = null
+                if (!this.retryable(e)) throw e
+                if (++failures > MAX_FAILURES) throw e
+                this.stats.retries++
+                console.log(`ota: retry at ${offset} after: ${(e as Error).message}`)
+                await ds.sleep(backoff.next())
             }
         }
-        throw lastError
     }
 
+    private retryable(e: any) {
+        if (e instanceof DownloadError) return false
+        if (e instanceof GithubError) {
+            const s = e.status
+            // expired signed URL (storage 403/400): a new one from the API; 5xx and 429: later
+            if (s === 403 || s === 400) return e.fromStorage
+            return s === 429 || s >= 500
+        }
+        // OTA service errors are final; network and HTTP framing errors are retried
+        return (e as Error).name !== "OtaError"
+    }
+
+    // A response whose body holds asset bytes from `offset` (206) or from 0 (200).
     private async get(offset: number, n: number): Promise<HttpResponse> {
         const range: [string, string] = ["Range", `bytes=${offset}-${offset + n - 1}`]
         if (this.location) {
-            const res = await request(this.location, { headers: [range] })
+            this.stats.requests++
+            const res = await request(this.location, {
+                headers: [range],
+                keep: STORAGE_KEEP,
+                maxRedirects: MAX_REDIRECTS,
+            })
             if (res.status === 206 || res.status === 200) return res
-            await res.drain()
-            throw new GithubError(`storage: HTTP ${res.status}`, res.status)
+            await res.close()
+            this.location = null // expired or refused: ask the API again
+            if (res.status === 416)
+                throw new DownloadError(`download: storage answered 416 to ${range[1]} of ${this.size} bytes`)
+            throw new GithubError(`storage: HTTP ${res.status}`, res.status, true)
         }
-        const headers = apiHeaders(this.cfg, "application/octet-stream")
-        headers.push(range)
-        const res = await request(this.assetUrl, { headers })
-        if (res.status === 302 || res.status === 301 || res.status === 307) {
-            const location = res.header("location")
-            await res.drain()
-            if (!location) throw new GithubError("github asset: redirect without Location", res.status)
-            this.location = location
-            return await this.get(offset, n) // now without the token
-        }
-        // GitHub may also stream the asset itself.
+        const o = apiOptions(this.cfg, "application/octet-stream")
+        o.headers.push(range)
+        o.keep = STORAGE_KEEP
+        o.maxRedirects = MAX_REDIRECTS
+        this.stats.requests++
+        const res = await request(this.assetUrl, o)
+        // remember where the redirects led: the next chunks go there directly
+        if (res.url !== this.assetUrl && (res.status === 206 || res.status === 200))
+            this.location = res.url
         if (res.status === 206 || res.status === 200) return res
-        await res.drain()
+        await res.close()
+        if (res.status === 416)
+            throw new DownloadError(`download: 416 to ${range[1]} of ${this.size} bytes`)
         throw apiError(res, "asset")
     }
-}
 
-// Copies the requested range out of a 206 (or of a 200 that ignored Range).
-async function readRange(res: HttpResponse, offset: number, n: number, buf: Buffer) {
-    let pos = 0 // position in the body
-    let start = offset // body position of asset byte `offset`
-    if (res.status === 206) {
-        const r = parseContentRange(res.header("content-range") || "")
-        if (r.start !== offset || r.end !== offset + n - 1) {
+    // Copies asset bytes [offset, offset+n) into buf, counting them in `got`, so that
+    // what arrived before a drop is kept.
+    private async readChunk(res: HttpResponse, offset: number, n: number) {
+        let skip = 0
+        const type = res.header("content-type") || ""
+        if (type.startsWith("text/html")) {
             await res.close()
-            throw new Error(`download: wrong range ${r.start}-${r.end}, wanted ${offset}-${offset + n - 1}`)
+            throw new DownloadError(`download: ${res.status} with an HTML page instead of the asset`)
         }
-        start = 0
+        if (res.status === 206) {
+            const r = parseContentRange(res.header("content-range") || "")
+            if (r.start !== offset || (r.total >= 0 && r.total !== this.size) || r.end >= offset + n) {
+                await res.close()
+                throw new DownloadError(
+                    `download: Content-Range ${r.start}-${r.end}/${r.total} does not answer ${offset}-${offset + n - 1}/${this.size}`
+                )
+            }
+        } else {
+            // 200: the whole asset from byte 0. The VM cannot hold it (no receive
+            // backpressure), so the body is read up to the end of this chunk and the
+            // connection closed.
+            const length = res.header("content-length")
+            if (length !== undefined && parseInt(length) !== this.size) {
+                await res.close()
+                throw new DownloadError(`download: 200 with ${length} bytes, the asset has ${this.size}`)
+            }
+            if (!this.stats.rangeIgnored) console.log("ota: the storage host ignores Range")
+            this.stats.rangeIgnored = true
+            skip = offset
+        }
+        for (;;) {
+            const piece = await res.read()
+            if (piece === null) break
+            this.stats.bytesFetched += piece.length
+            let from = 0
+            if (skip) {
+                from = Math.min(skip, piece.length)
+                skip -= from
+            }
+            const k = Math.min(piece.length - from, n - this.got)
+            if (k > 0) {
+                this.buf.blitAt(this.got, piece, from, k)
+                this.got += k
+            }
+            if (this.got === n && !skip) {
+                if (res.status === 200) await res.close()
+                else await res.drain()
+                break
+            }
+        }
     }
-    let got = 0
-    for (;;) {
-        const piece = await res.read()
-        if (piece === null) break
-        const from = Math.max(start - pos, 0)
-        const to = Math.min(piece.length, start + n - pos)
-        if (to > from) {
-            buf.blitAt(got, piece, from, to - from)
-            got += to - from
-        }
-        pos += piece.length
-        // A server that ignores Range sends everything: stop at the end of our chunk.
-        if (got === n && res.status === 200) {
-            await res.close()
-            break
-        }
-    }
-    if (got !== n) throw new Error(`download: got ${got} of ${n} bytes at ${offset}`)
 }

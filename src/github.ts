@@ -1,9 +1,24 @@
-// Finds the latest release of a GitHub repository and the asset to install. The
+// Finds the release to install from a GitHub repository and the asset in it. The
 // release JSON is parsed as a stream: only the fields below are kept, so memory does
-// not grow with the number of assets or the length of the release notes.
-import { request, HttpResponse } from "./http"
+// not grow with the number of assets, releases or the length of the release notes.
+// Behaviour follows GitHub's REST docs (releases, rate limits, conditional requests).
+import { request, HttpResponse, RequestOptions, originOf } from "./http"
+import { parseHttpDate } from "./httpparse"
 import { JsonStream } from "./jsonstream"
 import { globMatch } from "./glob"
+import { compareSemver, parseSemver } from "./semver"
+import { URL } from "@devicescript/net"
+
+/** `stable`: releases/latest. `prerelease`: newest by semver of the last PER_PAGE releases. */
+export type Channel = "stable" | "prerelease"
+const PER_PAGE = 10
+const API_KEEP = [
+    "etag",
+    "date",
+    "retry-after",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+]
 
 export interface GithubConfig {
     api: string // e.g. https://api.github.com
@@ -11,6 +26,7 @@ export interface GithubConfig {
     repo: string
     token: string
     assetPattern: string
+    channel?: Channel
 }
 
 export interface ReleaseAsset {
@@ -27,70 +43,131 @@ export interface Release {
     draft: boolean
     prerelease: boolean
     assetCount: number
-    asset: ReleaseAsset // the first asset whose name matches the pattern, or null
+    /** the first asset whose name matches the pattern, or null */
+    asset: ReleaseAsset
 }
 
 export interface LatestResult {
     release: Release
-    notModified: boolean // answered 304 to our ETag: same release as last time
+    /** answered 304 to our ETag: same release as last time (asset null after a reboot) */
+    notModified: boolean
 }
 
+/**
+ * A GitHub API (or storage) answer that is not what was asked for. `status` is the
+ * HTTP status (0 when none); `retryAfter` is the seconds to wait for a rate limit;
+ * `fromStorage` marks answers of the storage host.
+ */
 export class GithubError extends Error {
-    constructor(message: string, readonly status: number) {
+    retryAfter = 0
+    constructor(
+        message: string,
+        readonly status: number,
+        readonly fromStorage?: boolean
+    ) {
         super(message)
         this.name = "GithubError"
     }
+
+    /** 403/429 with x-ratelimit-remaining: 0, or a retry-after. */
+    isRateLimit() {
+        return this.retryAfter > 0
+    }
 }
 
-export function apiHeaders(cfg: GithubConfig, accept: string): [string, string][] {
-    const h: [string, string][] = [
-        ["Accept", accept],
-        ["X-GitHub-Api-Version", "2022-11-28"],
-    ]
-    if (cfg.token) h.push(["Authorization", "Bearer " + cfg.token])
-    return h
+/** Request options for the API: its headers, and the token for its origin only. */
+export function apiOptions(cfg: GithubConfig, accept: string): RequestOptions {
+    return {
+        headers: [
+            ["Accept", accept],
+            ["X-GitHub-Api-Version", "2022-11-28"],
+        ],
+        authorization: cfg.token ? "Bearer " + cfg.token : undefined,
+        authOrigin: originOf(new URL(cfg.api)),
+        keep: API_KEEP,
+        // a renamed repository answers 301; the token stays on the API origin
+        maxRedirects: 5,
+    }
 }
 
-/** Turns a non-2xx API answer into an error that says what to do (never the token). */
+/**
+ * Turns a non-2xx API answer into an error that says which setting to fix (never
+ * the token). Rate limits (403/429 with x-ratelimit-remaining 0, or retry-after)
+ * carry the seconds to wait, from retry-after or x-ratelimit-reset minus the
+ * answer's Date.
+ */
 export function apiError(res: HttpResponse, what: string): GithubError {
     const s = res.status
     let msg: string
-    if (s === 401) msg = "bad credentials: the token is invalid or expired"
+    let wait = 0
+    const retryAfter = parseInt(res.header("retry-after") || "")
+    const limited = res.header("x-ratelimit-remaining") === "0"
+    if ((s === 403 || s === 429) && (limited || retryAfter > 0)) {
+        const reset = parseInt(res.header("x-ratelimit-reset") || "")
+        const now = parseHttpDate(res.header("date") || "")
+        wait = retryAfter > 0 ? retryAfter : reset > 0 && now > 0 ? reset - now : 60
+        if (wait < 1) wait = 1
+        msg = `rate limited: retrying in ${wait} s`
+    } else if (s === 401) msg = "bad credentials: GITHUB_TOKEN is invalid or expired"
     else if (s === 404)
-        msg = "not found: no such repository or release, or the token cannot read it"
-    else if ((s === 403 || s === 429) && res.header("x-ratelimit-remaining") === "0")
-        msg = `rate limited until ${res.header("x-ratelimit-reset")} (epoch s)`
-    else if (s === 403) msg = "forbidden: the token lacks the Contents: read permission"
+        msg =
+            "not found: check GITHUB_OWNER and GITHUB_REPO, that a release is published, and that GITHUB_TOKEN can read the repository"
+    else if (s === 403) msg = "forbidden: GITHUB_TOKEN lacks the Contents: read permission"
+    else if (s === 429) msg = "too many requests"
+    else if (s >= 500) msg = "server error"
     else msg = "unexpected answer"
-    return new GithubError(`github ${what}: HTTP ${s} ${msg}`, s)
+    const e = new GithubError(`github ${what}: HTTP ${s} ${msg}`, s)
+    e.retryAfter = wait
+    return e
 }
 
-// Collects the fields of one release while the JSON streams by.
+// Collects the fields of one release (or, for a list, of the newest one by semver)
+// while the JSON streams by.
 class ReleaseCollector {
-    release: Release = { tag: "", draft: false, prerelease: false, assetCount: 0, asset: null }
-    private current: ReleaseAsset
-    private currentIndex = -1
+    best: Release = null
+    private release: Release
+    private asset: ReleaseAsset
+    private releaseIndex = -1
+    private assetIndex = -1
 
-    constructor(private pattern: string) {}
+    constructor(
+        private pattern: string,
+        private list: boolean
+    ) {
+        if (!list) this.release = newRelease()
+    }
 
     onValue(path: string, value: any) {
-        if (!path.startsWith("assets.")) {
-            if (path === "tag_name") this.release.tag = value
-            else if (path === "draft") this.release.draft = value
-            else if (path === "prerelease") this.release.prerelease = value
+        let p = path
+        if (this.list) {
+            const dot = p.indexOf(".")
+            if (dot < 0) return
+            const index = parseInt(p.slice(0, dot))
+            if (index !== this.releaseIndex) {
+                this.finishRelease()
+                this.releaseIndex = index
+                this.release = newRelease()
+            }
+            p = p.slice(dot + 1)
+        }
+        if (!p.startsWith("assets.")) {
+            const r = this.release
+            if (p === "tag_name") r.tag = value
+            else if (p === "draft") r.draft = value
+            else if (p === "prerelease") r.prerelease = value
             return
         }
-        const dot = path.indexOf(".", 7)
+        const dot = p.indexOf(".", 7)
         if (dot < 0) return
-        const index = parseInt(path.slice(7, dot))
-        if (index !== this.currentIndex) {
+        const index = parseInt(p.slice(7, dot))
+        if (index !== this.assetIndex) {
             this.finishAsset()
-            this.currentIndex = index
-            this.current = { id: 0, name: "", url: "", size: 0, state: "", sha256: "" }
+            this.assetIndex = index
+            this.asset = { id: 0, name: "", url: "", size: 0, state: "", sha256: "" }
             this.release.assetCount++
         }
-        const field = path.slice(dot + 1)
-        const a = this.current
+        const field = p.slice(dot + 1)
+        const a = this.asset
         if (field === "id") a.id = value
         else if (field === "name") a.name = value
         else if (field === "url") a.url = value
@@ -101,19 +178,44 @@ class ReleaseCollector {
     }
 
     finishAsset() {
-        const a = this.current
-        this.current = null
+        const a = this.asset
+        this.asset = null
         if (a && !this.release.asset && globMatch(this.pattern, a.name)) this.release.asset = a
+    }
+
+    /** Ends the release being read; in a list keeps it when it is the newest so far. */
+    finishRelease() {
+        this.finishAsset()
+        this.assetIndex = -1
+        const r = this.release
+        if (!r) return
+        if (!this.list) {
+            this.best = r
+            return
+        }
+        this.release = null
+        if (r.draft || !r.tag) return
+        // tags that are not semver are skipped in a list
+        try {
+            parseSemver(r.tag)
+        } catch {
+            return
+        }
+        if (!this.best || compareSemver(r.tag, this.best.tag) > 0) this.best = r
     }
 }
 
+function newRelease(): Release {
+    return { tag: "", draft: false, prerelease: false, assetCount: 0, asset: null }
+}
+
 /**
- * Streams a release JSON body through the collector. GitHub sends the release notes
- * (`body`) after the assets, so reading stops when the assets array closes: the notes
- * are never parsed, whatever their length.
+ * Streams a release JSON body (or, with `list`, an array of releases) through the
+ * collector. GitHub sends the release notes (`body`) after the assets, so reading a
+ * single release stops when its assets array closes: the notes are never parsed.
  */
-export async function parseRelease(res: HttpResponse, pattern: string): Promise<Release> {
-    const c = new ReleaseCollector(pattern)
+export async function parseRelease(res: HttpResponse, pattern: string, list = false): Promise<Release> {
+    const c = new ReleaseCollector(pattern, list)
     let assetsDone = false
     const json = new JsonStream((path: string, value: any) => c.onValue(path, value), {
         onEnd: (path: string) => {
@@ -133,38 +235,70 @@ export async function parseRelease(res: HttpResponse, pattern: string): Promise<
         await res.close()
         throw new GithubError(`github release: malformed JSON: ${(e as Error).message}`, res.status)
     }
-    c.finishAsset()
-    if (!c.release.tag) throw new GithubError("github release: no tag_name in the answer", res.status)
-    return c.release
+    c.finishRelease()
+    const r = c.best
+    if (!r || !r.tag) {
+        if (list) throw new GithubError("github releases: no published release with a semver tag", 404)
+        throw new GithubError("github release: no tag_name in the answer", res.status)
+    }
+    return r
+}
+
+/**
+ * What a check remembers of the last answer: its ETag and the tag it named, so that
+ * an unchanged release costs one 304 even after a reboot (`saved` survives it).
+ */
+export interface SavedEtag {
+    key: string // which query the ETag answers (api, owner, repo, channel, pattern)
+    etag: string
+    tag: string
 }
 
 export class GithubReleases {
-    private etag: string
-    private cached: Release
+    private cached: Release // the release of the last 200 since power-on
+    saved: SavedEtag
 
     constructor(readonly cfg: GithubConfig) {}
 
-    latestUrl() {
+    url() {
         const c = this.cfg
-        return `${c.api}/repos/${c.owner}/${c.repo}/releases/latest`
+        const base = `${c.api}/repos/${c.owner}/${c.repo}/releases`
+        return c.channel === "prerelease" ? `${base}?per_page=${PER_PAGE}` : `${base}/latest`
     }
 
-    /** The latest release; a 304 to our ETag costs no rate limit and no parsing. */
-    async latest(): Promise<LatestResult> {
-        const headers = apiHeaders(this.cfg, "application/vnd.github+json")
-        if (this.etag && this.cached) headers.push(["If-None-Match", this.etag])
-        const res = await request(this.latestUrl(), { headers })
-        if (res.status === 304 && this.cached) {
+    /** Identifies the query an ETag belongs to. */
+    key() {
+        const c = this.cfg
+        return `${c.api} ${c.owner}/${c.repo} ${c.channel || "stable"} ${c.assetPattern}`
+    }
+
+    /**
+     * The release to install: `If-None-Match` with the saved ETag on every check, so
+     * an unchanged release costs one 304 (free of rate limit with a token). After a
+     * reboot a 304 knows the tag but not the asset (asset null): call again with
+     * `full` to read it. Throws GithubError.
+     */
+    async latest(full = false): Promise<LatestResult> {
+        const o = apiOptions(this.cfg, "application/vnd.github+json")
+        const s = this.saved
+        const usable = s && s.key === this.key() && s.etag
+        if (usable && !full) o.headers.push(["If-None-Match", s.etag])
+        const res = await request(this.url(), o)
+        if (res.status === 304 && usable && !full) {
             await res.drain()
-            return { release: this.cached, notModified: true }
+            const cached = this.cached && this.cached.tag === s.tag ? this.cached : null
+            const release = cached || newRelease()
+            release.tag = s.tag
+            return { release, notModified: true }
         }
         if (res.status !== 200) {
             await res.drain()
-            throw apiError(res, "latest release")
+            throw apiError(res, this.cfg.channel === "prerelease" ? "releases" : "latest release")
         }
-        const release = await parseRelease(res, this.cfg.assetPattern)
-        this.etag = res.header("etag")
+        const etag = res.header("etag")
+        const release = await parseRelease(res, this.cfg.assetPattern, this.cfg.channel === "prerelease")
         this.cached = release
+        this.saved = etag ? { key: this.key(), etag, tag: release.tag } : null
         return { release, notModified: false }
     }
 }

@@ -1,28 +1,65 @@
 // A small HTTP/1.1 client on @devicescript/net sockets. fetch() cannot be used: it
 // closes every connection, follows no redirect and does not decode chunked bodies.
 // One connection at a time (the VM has one socket), kept alive between requests to
-// the same origin so that Range requests do not pay a TLS handshake each.
+// the same origin so that Range requests do not pay a TLS handshake each. Memory is
+// bounded whatever the server sends (see ResponseParser), every stage of a request
+// has a deadline, and redirects never carry the Authorization header to another
+// origin.
 import * as ds from "@devicescript/core"
 import { Socket, URL, connect } from "@devicescript/net"
 import { ResponseParser, buildRequest } from "./httpparse"
 
 // Data is fed to the parser in pieces this large at most, and the fiber really yields
-// every YIELD_BYTES: awaiting data that is already queued does not suspend it, and a
-// fiber that runs 128K opcodes without suspending panics (60001). The JSON parser
-// takes ~17 opcodes a byte.
+// every YIELD_BYTES or YIELD_PIECES: awaiting data that is already queued does not
+// suspend it, and a fiber that runs 128K opcodes without suspending panics (60001).
+// The JSON parser takes ~17 opcodes a byte.
 const PIECE_BYTES = 512
 const YIELD_BYTES = 2048
-const DEFAULT_TIMEOUT_MS = 20000
+const YIELD_PIECES = 16
 const USER_AGENT = "devicescript-github-ota/0.1"
+const REDIRECTS = [301, 302, 303, 307, 308]
+
+/** Deadlines of one request, in ms. */
+export const DEFAULT_TIMEOUTS = {
+    /** TCP (and TLS) connection established */
+    connect: 15000,
+    /** from the request sent to the whole response head received */
+    head: 20000,
+    /** longest silence while the body arrives */
+    idle: 20000,
+}
 
 export interface RequestOptions {
     method?: string
     headers?: [string, string][]
-    timeout?: number
+    /**
+     * Authorization header value, sent only to `authOrigin` (originOf form, e.g.
+     * "https://api.github.com:443"): never to another origin a redirect leads to.
+     */
+    authorization?: string
+    authOrigin?: string
+    /** names (lower case) of response headers to keep besides the framing ones */
+    keep?: string[]
+    /** redirects (301/302/303/307/308) to follow; 0 (default) returns them */
+    maxRedirects?: number
+    connectTimeout?: number
+    headTimeout?: number
+    idleTimeout?: number
+}
+
+/** Counters since power-on, for the benchmark and the status lines. */
+export const httpStats = {
+    /** requests sent (each redirect hop counts) */
+    requests: 0,
+    /** TCP connections opened */
+    connections: 0,
+    /** body bytes received (headers not counted) */
+    bodyBytes: 0,
 }
 
 interface Connection {
     origin: string
+    host: string
     socket: Socket
 }
 
@@ -30,7 +67,7 @@ let idle: Connection
 
 /** The origin of a URL ("https://host:443"): tokens may only be sent to one origin. */
 export function originOf(url: URL) {
-    return `${url.protocol}//${url.hostname}:${defaultPort(url)}`
+    return `${url.protocol}//${url.hostname.toLowerCase()}:${defaultPort(url)}`
 }
 
 function defaultPort(url: URL) {
@@ -40,17 +77,37 @@ function defaultPort(url: URL) {
     throw new Error(`http: unsupported protocol '${url.protocol}'`)
 }
 
+/**
+ * Resolves a Location header against the URL it answered (RFC 3986 5.2, the
+ * forms servers send: absolute, scheme-relative "//host/p", absolute path "/p",
+ * relative path "p", query "?q").
+ */
+export function resolveUrl(base: string, location: string): string {
+    if (location.indexOf("://") > 0 && location.indexOf("://") < location.indexOf("/") + 1)
+        return location
+    const b = new URL(base)
+    if (location.startsWith("//")) return b.protocol + location
+    const origin = `${b.protocol}//${b.host()}`
+    if (location.startsWith("/")) return origin + location
+    if (location.startsWith("?")) return origin + b.pathname + location
+    const dir = b.pathname.slice(0, b.pathname.lastIndexOf("/") + 1)
+    return origin + dir + location
+}
+
 export class HttpResponse {
     status = 0
+    /** the URL that answered (after redirects) */
+    url = ""
     private queue: Buffer[] = [] // decoded body pieces not read yet
     private pending: Buffer // received bytes not parsed yet
     private sinceYield = 0
+    private piecesSinceYield = 0
     private done = false
 
     constructor(
         private conn: Connection,
         private parser: ResponseParser,
-        private timeout: number
+        private idleTimeout: number
     ) {}
 
     async _start(rest: Buffer) {
@@ -59,8 +116,14 @@ export class HttpResponse {
         if (this.parser.complete) await this.finish(!rest && !this.parser.extra)
     }
 
+    /** Value of a kept response header (see RequestOptions.keep), or undefined. */
     header(name: string) {
         return this.parser.header(name)
+    }
+
+    /** Body bytes received so far. */
+    bodyBytes() {
+        return this.parser.bodyBytes
     }
 
     /** Next piece of the body (at most PIECE_BYTES), or null at its end. */
@@ -68,6 +131,10 @@ export class HttpResponse {
         for (;;) {
             if (this.queue.length) return this.queue.shift()
             if (this.done) return null
+            if (this.parser.complete) {
+                await this.finish(!this.pending && !this.parser.extra)
+                continue
+            }
             await this.pump()
         }
     }
@@ -81,22 +148,25 @@ export class HttpResponse {
     async close() {
         this.done = true
         this.queue = []
+        this.pending = null
         await this.conn.socket.close()
         if (idle === this.conn) idle = null
     }
 
     _push(data: Buffer) {
+        httpStats.bodyBytes += data.length
         this.queue.push(data)
     }
 
     // Feeds one piece of received data to the parser.
-    private async pump() {
-        if (this.sinceYield >= YIELD_BYTES) {
+    async pump() {
+        if (this.sinceYield >= YIELD_BYTES || this.piecesSinceYield >= YIELD_PIECES) {
             this.sinceYield = 0
+            this.piecesSinceYield = 0
             await ds.sleep(0)
         }
         if (!this.pending || !this.pending.length) {
-            this.pending = await recvOrThrow(this.conn.socket, this.timeout)
+            this.pending = await recvOrThrow(this.conn, this.idleTimeout, "body")
             if (this.pending === null) {
                 this.parser.finish() // throws when the body was cut short
                 await this.finish(false)
@@ -104,11 +174,11 @@ export class HttpResponse {
             }
         }
         const n = Math.min(this.pending.length, PIECE_BYTES)
-        const piece = this.pending.slice(0, n)
+        const piece = n === this.pending.length ? this.pending : this.pending.slice(0, n)
         this.sinceYield += n
+        this.piecesSinceYield++
         this.pending = n < this.pending.length ? this.pending.slice(n) : null
         this.parser.write(piece)
-        if (this.parser.complete) await this.finish(!this.pending && !this.parser.extra)
     }
 
     private async finish(reusable: boolean) {
@@ -121,9 +191,10 @@ export class HttpResponse {
     }
 }
 
-async function recvOrThrow(socket: Socket, timeout: number) {
-    const buf = await socket.recv(timeout)
-    if (buf === undefined) throw new Error("http: timeout")
+async function recvOrThrow(conn: Connection, timeout: number, stage: string) {
+    const buf = await conn.socket.recv(timeout)
+    if (buf === undefined)
+        throw new Error(`http: ${conn.host} stalled: no data for ${timeout} ms (${stage})`)
     return buf
 }
 
@@ -136,41 +207,85 @@ async function open(url: URL, timeout: number): Promise<Connection> {
     }
     if (idle) await idle.socket.close()
     idle = null
-    const socket = await connect({
-        host: url.hostname,
-        port: defaultPort(url),
-        proto: url.protocol === "https:" ? "tls" : "tcp",
-        timeout,
-    })
-    return { origin, socket }
+    let socket: Socket
+    const until = ds.millis() + timeout
+    try {
+        httpStats.connections++
+        socket = await connect({
+            host: url.hostname,
+            port: defaultPort(url),
+            proto: url.protocol === "https:" ? "tls" : "tcp",
+            timeout,
+        })
+    } catch (e) {
+        const late = ds.millis() >= until
+        throw new Error(
+            late
+                ? `http: connect to ${url.host()} timed out after ${timeout} ms`
+                : `http: connect to ${url.host()} failed: ${(e as Error).message}`
+        )
+    }
+    return { origin, host: url.host(), socket }
 }
 
 /**
- * Sends a request and returns once the response head has arrived. The caller reads
- * the body with read(), then the connection goes back for reuse.
+ * Sends a GET (or `method`) request and returns once the response head has
+ * arrived; the caller reads the body with read() (the connection then goes back
+ * for reuse) or drops it with close(). With maxRedirects > 0, follows up to that
+ * many redirects (more is an error); https to http is refused. Throws
+ * Error("http: ...") naming the host and the stage on a timeout, a closed
+ * connection or a malformed response.
  */
 export async function request(
     urlString: string,
     options: RequestOptions = {}
 ): Promise<HttpResponse> {
+    let url = urlString
+    const max = options.maxRedirects || 0
+    for (let hop = 0; ; hop++) {
+        const res = await requestOnce(url, options)
+        if (REDIRECTS.indexOf(res.status) < 0 || !max) return res
+        const location = res.header("location")
+        await res.close()
+        const from = new URL(url)
+        if (!location)
+            throw new Error(`http: ${from.host()} answered ${res.status} without Location`)
+        if (hop >= max)
+            throw new Error(`http: more than ${max} redirects, last from ${from.host()}`)
+        const next = resolveUrl(url, location)
+        const to = new URL(next)
+        if (to.protocol !== "https:" && to.protocol !== "http:")
+            throw new Error(`http: redirect from ${from.host()} to unsupported '${to.protocol}'`)
+        if (from.protocol === "https:" && to.protocol === "http:")
+            throw new Error(`http: refusing redirect from https to http (${from.host()} to ${to.host()})`)
+        url = next
+    }
+}
+
+async function requestOnce(urlString: string, options: RequestOptions): Promise<HttpResponse> {
     const url = new URL(urlString)
     const method = options.method || "GET"
-    const timeout = options.timeout || DEFAULT_TIMEOUT_MS
     const headers: [string, string][] = [
         ["Host", url.host()],
         ["User-Agent", USER_AGENT],
         ["Connection", "keep-alive"],
     ]
     if (options.headers) for (const h of options.headers) headers.push(h)
+    if (options.authorization && options.authOrigin === originOf(url))
+        headers.push(["Authorization", options.authorization])
     const head = buildRequest(method, url.path(), headers)
+    const keep = ["location"]
+    if (options.keep) for (const k of options.keep) keep.push(k)
 
     // A kept-alive connection may have been closed by the server meanwhile:
     // then the request is sent once more on a new connection (all ours are GETs).
     for (let attempt = 0; ; attempt++) {
         const reused = !!idle && idle.origin === originOf(url)
-        const conn = await open(url, timeout)
+        const conn = await open(url, options.connectTimeout || DEFAULT_TIMEOUTS.connect)
         try {
-            return await exchange(conn, head, method, timeout)
+            const res = await exchange(conn, head, method, keep, options)
+            res.url = urlString
+            return res
         } catch (e) {
             await conn.socket.close()
             if (!reused || attempt > 0) throw e
@@ -182,26 +297,43 @@ async function exchange(
     conn: Connection,
     head: string,
     method: string,
-    timeout: number
+    keep: string[],
+    options: RequestOptions
 ): Promise<HttpResponse> {
+    httpStats.requests++
     await conn.socket.send(head)
     let res: HttpResponse
     const parser = new ResponseParser((data: Buffer) => res._push(data), {
         noBody: method === "HEAD",
+        keep,
     })
-    res = new HttpResponse(conn, parser, timeout)
+    const idleTimeout = options.idleTimeout || DEFAULT_TIMEOUTS.idle
+    res = new HttpResponse(conn, parser, idleTimeout)
+    const headTimeout = options.headTimeout || DEFAULT_TIMEOUTS.head
+    const until = ds.millis() + headTimeout
+    let pieces = 0
     for (;;) {
-        const buf = await recvOrThrow(conn.socket, timeout)
+        const left = until - ds.millis()
+        if (left <= 0)
+            throw new Error(`http: ${conn.host} sent no complete response head within ${headTimeout} ms`)
+        const buf = await conn.socket.recv(Math.min(left, idleTimeout))
+        if (buf === undefined) {
+            if (ds.millis() < until)
+                throw new Error(`http: ${conn.host} stalled: no data for ${idleTimeout} ms (head)`)
+            throw new Error(`http: ${conn.host} sent no complete response head within ${headTimeout} ms`)
+        }
         if (buf === null) {
             parser.finish()
-            throw new Error("http: connection closed before response")
+            throw new Error(`http: ${conn.host} closed the connection before the response`)
         }
-        // Only the head is parsed here; read() feeds the rest of the body.
+        // Only the head is parsed here (yielding: it may be 32 KB of lines);
+        // read() feeds the rest of the body.
         let i = 0
         while (i < buf.length && !parser.headComplete) {
             const n = Math.min(buf.length - i, PIECE_BYTES)
-            parser.write(buf.slice(i, i + n))
+            parser.write(i === 0 && n === buf.length ? buf : buf.slice(i, i + n))
             i += n
+            if (++pieces % 4 === 0) await ds.sleep(0)
         }
         if (parser.headComplete) {
             await res._start(i < buf.length ? buf.slice(i) : null)

@@ -3,8 +3,18 @@
 // arrive and never accumulated; the head is bounded by maxHeaderBytes.
 
 export interface ResponseParserOptions {
-    /** limit of status line + headers (and of trailers); default 8192 */
-    maxHeaderBytes?: number
+    /**
+     * Header names (lower case) whose values are kept for header(). Every other
+     * header is streamed past and never stored. The framing headers
+     * (content-length, transfer-encoding, connection) are always kept.
+     */
+    keep?: string[]
+    /** limit of one head or trailer line, in bytes; default 8192 */
+    maxLineBytes?: number
+    /** limit of the whole head (and, separately, of the trailers); default 32768 */
+    maxHeadBytes?: number
+    /** limit of one kept header value; default 4096 (a signed Location) */
+    maxValueBytes?: number
     /** the request was HEAD: no body whatever the headers say */
     noBody?: boolean
 }
@@ -15,22 +25,23 @@ const LENGTH = 1 // body delimited by Content-Length
 const SIZE = 2 // chunk-size line
 const DATA = 3 // chunk data
 const DATA_END = 4 // the CRLF after chunk data
-const TRAILERS = 5 // trailer lines after the last chunk
+const TRAILERS = 5 // trailer lines after the last chunk (streamed past)
 const CLOSE = 6 // body delimited by the end of the connection
 const DONE = 7
 
-const MAX_SIZE_LINE = 1024 // chunk-size line with extensions
-// a line costs ~700 opcodes; 64 of them stay far below the VM's limit of
-// 128K opcodes between awaits (GitHub sends ~25 headers)
-const MAX_LINES = 64
+// what the rest of the current head line is
+const L_START = 0 // nothing of the line seen yet
+const L_STATUS = 1 // the status line
+const L_NAME = 2 // a header name, up to the colon
+const L_VALUE = 3 // the value of a kept header
+const L_SKIP = 4 // the rest of a line that is not kept
+const L_FOLD = 5 // an obsolete folded continuation of a kept value
 
-// bytes [from, to) of b as a string (Buffer.slice is a slow TS function)
-function text(b: Buffer, from: number, to: number) {
-    if (to <= from) return ""
-    const r = Buffer.alloc(to - from)
-    r.blitAt(0, b, from, to - from)
-    return r.toString()
-}
+const FRAMING = ["content-length", "transfer-encoding", "connection"]
+const MAX_NAME = 64 // bytes of a header name that are looked at
+const MAX_STATUS = 128 // bytes of the status line that are kept (the reason may be longer)
+const MAX_SIZE_LINE = 1024 // chunk-size line with extensions
+const MAX_SIZE_KEPT = 64 // bytes of it that are looked at
 
 function err(what: string): Error {
     return new Error(`http: ${what}`)
@@ -60,6 +71,15 @@ function isToken(s: string) {
     return true
 }
 
+/**
+ * HTTP/1.1 response parser (RFC 9112) in bounded memory: whatever the server
+ * sends, it keeps at most one line buffer of maxValueBytes and the values of
+ * the headers named in `keep`. Lines over maxLineBytes, a head over
+ * maxHeadBytes or a kept value over maxValueBytes throw an Error("http: ...")
+ * that names the limit. How the bytes are split into write() calls changes
+ * nothing. Bodies (Content-Length, chunked with extensions and trailers, or
+ * until close) go to onBody as they arrive and are never accumulated.
+ */
 export class ResponseParser {
     // read-only for callers
     headComplete = false
@@ -72,17 +92,26 @@ export class ResponseParser {
     chunked = false
     /** decoded body bytes delivered so far */
     bodyBytes = 0
+    /** bytes of head (and trailers) received so far */
+    headBytes = 0
     /** bytes received after `complete` (a pipelined response), or null */
     extra: Buffer = null
 
+    private readonly keep: string[]
+    private readonly maxLine: number
     private readonly maxHead: number
+    private readonly maxValue: number
     private readonly noBody: boolean
     private mode = HEAD
     private left = 0 // body bytes left (LENGTH) or in this chunk (DATA)
-    private partial: Buffer = null // start of a line split by a chunk boundary
-    private headBytes = 0
-    private headLines = 0
-    private names: string[] = [] // lower case
+    private lineState = L_START
+    private lineBytes = 0 // bytes of the current line so far, LF excluded
+    private buf: Buffer = null // kept bytes of the current line
+    private bufLen = 0
+    private name = "" // lower-case name of the header being kept
+    private headers = 0 // header lines seen
+    private lastKept = false // the last header line was kept
+    private names: string[] = [] // kept headers, lower case
     private values: string[] = []
 
     constructor(
@@ -90,14 +119,17 @@ export class ResponseParser {
         options?: ResponseParserOptions
     ) {
         const o = options || {}
-        this.maxHead = o.maxHeaderBytes || 8192
+        this.keep = o.keep || []
+        this.maxLine = o.maxLineBytes || 8192
+        this.maxHead = o.maxHeadBytes || 32768
+        this.maxValue = o.maxValueBytes || 4096
         this.noBody = !!o.noBody
     }
 
     /**
      * Feeds raw bytes from the socket; throws Error("http: ...") on
-     * malformed input. onBody runs inside this call, also for body bytes
-     * that arrive together with the end of the head.
+     * malformed input or a limit. onBody runs inside this call, also for body
+     * bytes that arrive together with the end of the head.
      */
     write(data: Buffer) {
         const n = data.length
@@ -106,7 +138,8 @@ export class ResponseParser {
             const m = this.mode
             if (m === LENGTH || m === DATA || m === CLOSE)
                 i = this.body(data, i, n)
-            else i = this.line(data, i, n)
+            else if (m === HEAD || m === TRAILERS) i = this.headPart(data, i, n)
+            else i = this.sizePart(data, i, n)
         }
         if (i < n) {
             const rest = i ? data.slice(i, n) : data
@@ -123,8 +156,8 @@ export class ResponseParser {
     }
 
     /**
-     * Header value by case-insensitive name; repeated headers joined by
-     * ", "; undefined if absent. Trailers are not kept.
+     * Value of a kept header (see `keep`) by case-insensitive name; repeated
+     * headers joined by ", "; undefined if absent or not kept.
      */
     header(name: string): string {
         const key = name.toLowerCase()
@@ -156,69 +189,130 @@ export class ResponseParser {
         return i + take
     }
 
-    // collects one line (LF or CRLF) and handles it; returns the next index
-    private line(data: Buffer, i: number, n: number) {
-        const lf = data.indexOf(10, i, n)
-        const end = lf < 0 ? n : lf + 1
-        // bounded memory: head and trailers by maxHeaderBytes (and a line
-        // count, for the opcode limit), chunk-size lines by MAX_SIZE_LINE
-        const m = this.mode
-        if (m === HEAD || m === TRAILERS) {
-            this.headBytes += end - i
-            if (this.headBytes > this.maxHead)
-                throw err("header section too large")
-            if (lf >= 0 && ++this.headLines > MAX_LINES)
-                throw err("too many header lines")
-        } else {
-            const len = (this.partial ? this.partial.length : 0) + end - i
-            if (len > MAX_SIZE_LINE) throw err("chunk size line too long")
+    // copies data[from, to) into the line buffer, up to `cap` bytes in all
+    private collect(data: Buffer, from: number, to: number, cap: number) {
+        if (!this.buf)
+            this.buf = Buffer.alloc(this.mode === HEAD ? this.maxValue + 1 : MAX_SIZE_KEPT)
+        const room = Math.min(cap, this.buf.length) - this.bufLen
+        const k = Math.min(to - from, room)
+        if (k > 0) {
+            this.buf.blitAt(this.bufLen, data, from, k)
+            this.bufLen += k
         }
-        if (lf < 0) {
-            const rest = data.slice(i, n)
-            const p = this.partial
-            this.partial = p ? Buffer.concat(p, rest) : rest
-            return n
-        }
-        let bytes = data
-        let from = i
-        let to = lf
-        if (this.partial) {
-            bytes = Buffer.concat(this.partial, data.slice(i, lf))
-            this.partial = null
-            from = 0
-            to = bytes.length
-        }
-        if (to > from && bytes[to - 1] === 13) to-- // CRLF or bare LF
-        const s = text(bytes, from, to)
-        if (m === HEAD) this.headLine(s)
-        else if (m === SIZE) this.sizeLine(s)
-        else if (m === DATA_END) {
-            if (s.length) throw err("missing CRLF after chunk data")
-            this.mode = SIZE
-        } else if (!s.length) this.done() // end of trailers
-        else if (s.indexOf(":") <= 0) throw err("bad trailer line")
-        return end
+        return to - from <= room
     }
 
-    private headLine(s: string) {
-        if (!this.status) return this.statusLine(s)
-        if (!s.length) return this.endHead()
-        const c = s.charCodeAt(0)
-        if (c === 32 || c === 9) {
-            // obsolete line folding: continues the previous value
-            const k = this.values.length - 1
-            if (k < 0) throw err("bad header line")
-            this.values[k] = this.values[k] + " " + s.trim()
-            return
+    // the kept bytes of the line as a string, without a final CR
+    private lineText() {
+        let len = this.bufLen
+        if (len && this.buf[len - 1] === 13) len--
+        if (!len) return ""
+        const r = Buffer.alloc(len)
+        r.blitAt(0, this.buf, 0, len)
+        return r.toString()
+    }
+
+    // counts head bytes against the limits
+    private count(k: number) {
+        this.lineBytes += k
+        this.headBytes += k
+        if (this.lineBytes > this.maxLine + 2) // CR LF not counted
+            throw err(`header line longer than ${this.maxLine} bytes`)
+        if (this.headBytes > this.maxHead)
+            throw err(`header block longer than ${this.maxHead} bytes`)
+    }
+
+    // a piece of the head or of the trailers, from i; returns the next index
+    private headPart(data: Buffer, i: number, n: number): number {
+        if (this.lineState === L_START) {
+            const c = data[i]
+            this.lineBytes = 0
+            this.bufLen = 0
+            if (this.mode === TRAILERS) this.lineState = L_SKIP
+            else if (!this.status) this.lineState = L_STATUS
+            else if ((c === 32 || c === 9) && this.headers) {
+                // obsolete line folding: continues the previous header
+                const kept = this.names.length && this.lastKept
+                this.lineState = kept ? L_FOLD : L_SKIP
+            } else this.lineState = L_NAME
         }
-        // (not a full token check, which costs ~30 opcodes a character:
-        // whitespace before the colon is what must be refused)
-        const colon = s.indexOf(":")
-        const name = colon > 0 ? s.slice(0, colon) : ""
+        const lf = data.indexOf(10, i, n)
+        const st = this.lineState
+        if (st === L_NAME) {
+            const end = lf < 0 ? n : lf
+            const colon = data.indexOf(58, i, end)
+            const to = colon < 0 ? end : colon
+            this.count(to - i)
+            this.collect(data, i, to, MAX_NAME)
+            if (colon >= 0) {
+                this.count(1)
+                this.startValue()
+                return colon + 1
+            }
+            if (lf < 0) return n
+            this.count(1)
+            return this.endLine(lf)
+        }
+        const end = lf < 0 ? n : lf
+        this.count(end - i)
+        if (st === L_STATUS) this.collect(data, i, end, MAX_STATUS)
+        else if (st === L_VALUE || st === L_FOLD) {
+            // leading whitespace is not part of the value; +1: the CR before the LF
+            let from = i
+            if (!this.bufLen) while (from < end && (data[from] === 32 || data[from] === 9)) from++
+            if (!this.collect(data, from, end, this.maxValue + 1)) this.tooLong(this.name)
+        } else if (this.mode === TRAILERS) this.collect(data, i, end, 2)
+        if (lf < 0) return n
+        this.count(1)
+        return this.endLine(lf)
+    }
+
+    // after the colon of a header line: keep the value or skip it
+    private startValue() {
+        const name = this.lineText().toLowerCase()
+        // whitespace in or before the name must be refused (RFC 9112 5.1);
+        // not a full token check, which costs ~30 opcodes a character
         if (!name.length || name.indexOf(" ") >= 0 || name.indexOf("\t") >= 0)
-            throw err(`bad header line '${s}'`)
-        this.names.push(name.toLowerCase())
-        this.values.push(s.slice(colon + 1).trim())
+            throw err(`bad header line '${name}'`)
+        const nameBytes = this.lineBytes - 1 // before the colon
+        this.headers++
+        this.bufLen = 0
+        this.lastKept =
+            nameBytes <= MAX_NAME &&
+            (FRAMING.indexOf(name) >= 0 || this.keep.indexOf(name) >= 0)
+        this.name = name
+        this.lineState = this.lastKept ? L_VALUE : L_SKIP
+    }
+
+    // the LF of a head line is at `lf`; returns the index after it
+    private endLine(lf: number) {
+        const st = this.lineState
+        this.lineState = L_START
+        if (this.mode === TRAILERS) {
+            // an empty line ends the trailers, which are not kept
+            if (this.lineBytes <= 2 && !this.lineText().length) this.done()
+            return lf + 1
+        }
+        if (st === L_STATUS) this.statusLine(this.lineText())
+        else if (st === L_VALUE) {
+            this.names.push(this.name)
+            this.values.push(this.lineText().trim())
+        } else if (st === L_FOLD) {
+            const k = this.values.length - 1
+            const v = this.values[k] + " " + this.lineText().trim()
+            if (v.length > this.maxValue) this.tooLong(this.names[k])
+            this.values[k] = v
+        } else if (st === L_NAME) {
+            const s = this.lineText()
+            if (s.length) throw err(`bad header line '${s}'`)
+            this.endHead()
+        }
+        this.bufLen = 0
+        return lf + 1
+    }
+
+    private tooLong(name: string) {
+        throw err(`${name} header longer than ${this.maxValue} bytes`)
     }
 
     // "HTTP/1.1 200 OK"; the reason may be empty or absent
@@ -241,6 +335,7 @@ export class ResponseParser {
 
     private endHead() {
         this.headComplete = true
+        this.buf = null // a body needs no line buffer; chunk sizes use a small one
         const te = this.header("transfer-encoding")
         const cl = this.header("content-length")
         if (te !== undefined) {
@@ -266,11 +361,35 @@ export class ResponseParser {
         const st = this.status
         const none = this.noBody || st < 200 || st === 204 || st === 304
         if (none || (this.mode === LENGTH && !this.left)) this.done()
+        if (this.mode === SIZE) this.startSizeLine()
+    }
+
+    private startSizeLine() {
+        this.lineBytes = 0
+        this.bufLen = 0
+    }
+
+    // a piece of a chunk-size line or of the CRLF after chunk data
+    private sizePart(data: Buffer, i: number, n: number): number {
+        const lf = data.indexOf(10, i, n)
+        const end = lf < 0 ? n : lf
+        this.lineBytes += end - i
+        if (this.lineBytes > MAX_SIZE_LINE) throw err("chunk size line too long")
+        this.collect(data, i, end, MAX_SIZE_KEPT)
+        if (lf < 0) return n
+        const s = this.lineText()
+        if (this.mode === DATA_END) {
+            if (s.length || this.lineBytes > 1) throw err("missing CRLF after chunk data")
+            this.mode = SIZE
+            this.startSizeLine()
+        } else this.sizeLine(s)
+        return lf + 1
     }
 
     // "1a2b;name=value": hex size, optional extensions
     private sizeLine(s: string) {
         const semi = s.indexOf(";")
+        if (semi < 0 && this.lineBytes > MAX_SIZE_KEPT) throw err(`bad chunk size '${s}'`)
         const hex = (semi < 0 ? s : s.slice(0, semi)).trim()
         let v = 0
         for (let i = 0; i < hex.length; i++) {
@@ -281,10 +400,18 @@ export class ResponseParser {
             v = v * 16 + d
         }
         if (!hex.length || hex.length > 8) throw err(`bad chunk size '${s}'`)
+        this.lineBytes = 0
+        this.bufLen = 0
         if (v) {
             this.left = v
             this.mode = DATA
-        } else this.mode = TRAILERS
+        } else {
+            // trailers: streamed past like unkept headers, with their own budget
+            this.mode = TRAILERS
+            this.headBytes = 0
+            this.lineState = L_START
+            this.buf = null
+        }
     }
 }
 
@@ -345,4 +472,34 @@ export function parseContentRange(v: string): {
         (total >= 0 && end >= total)
     if (bad) throw err(`bad content-range '${v}'`)
     return { start, end, total }
+}
+
+const MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
+
+/**
+ * An IMF-fixdate (RFC 9110 5.6.7, "Sun, 06 Nov 1994 08:49:37 GMT") as Unix epoch
+ * seconds; -1 when `s` is not one. Used to turn x-ratelimit-reset (epoch seconds)
+ * into a wait without a clock of our own.
+ */
+export function parseHttpDate(s: string): number {
+    const p = s.trim().split(" ")
+    if (p.length !== 6 || p[5] !== "GMT") return -1
+    const day = decimal(p[1])
+    const mon = MONTHS.indexOf(p[2])
+    const year = decimal(p[3])
+    const t = p[4].split(":")
+    if (day < 1 || day > 31 || mon < 0 || mon % 3 || year < 1970 || t.length !== 3) return -1
+    const h = decimal(t[0])
+    const m = decimal(t[1])
+    const sec = decimal(t[2])
+    if (h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 60) return -1
+    // days from 1970-01-01 of a civil date (H. Hinnant's days_from_civil)
+    const mo = mon / 3 + 1
+    const y = mo <= 2 ? year - 1 : year
+    const era = Math.floor(y / 400)
+    const yoe = y - era * 400
+    const doy = Math.floor((153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5) + day - 1
+    const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy
+    const days = era * 146097 + doe - 719468
+    return days * 86400 + h * 3600 + m * 60 + sec
 }

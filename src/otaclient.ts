@@ -17,6 +17,7 @@ const CMD_COMMIT = ds.OtaUpdaterCodes.CmdCommit
 const CMD_ABORT = ds.OtaUpdaterCodes.CmdAbort
 const CMD_REBOOT = ds.OtaUpdaterCodes.CmdReboot
 const CMD_CONFIRM = ds.OtaUpdaterCodes.CmdConfirm
+const CMD_REJECT = ds.OtaUpdaterCodes.CmdReject
 
 const ERROR_NAMES = [
     "none",
@@ -50,6 +51,12 @@ export interface OtaStatus {
     maxImageSize: number
 }
 
+export interface OtaBegin {
+    slot: number
+    /** First image offset to write: 0, or where a resumed update goes on. */
+    nextOffset: number
+}
+
 export class OtaClient {
     // Reports are queued: acks often arrive while the fiber is busy sending.
     private queue: ds.Packet[] = []
@@ -77,14 +84,20 @@ export class OtaClient {
         }
     }
 
-    /** Starts an update; `sha256` is 32 bytes or empty when unknown. Returns the slot. */
-    async begin(size: number, sha256: Buffer): Promise<number> {
+    /**
+     * Starts an update; `sha256` is 32 bytes or empty when unknown. With `resume`, the
+     * service continues a partial image of the same asset (same size and sha256) left by a
+     * reset; `nextOffset` is where writing must go on (0: from the start).
+     */
+    async begin(size: number, sha256: Buffer, resume: boolean): Promise<OtaBegin> {
         const payload = Buffer.alloc(8 + sha256.length)
         payload.setAt(0, "u32", size)
         payload.setAt(4, "u8", SPARE_SLOT)
+        payload.setAt(5, "u8", resume ? ds.OtaUpdaterBeginFlags.Resume : 0)
         payload.blitAt(8, sha256, 0, sha256.length)
         const r = await this.call(CMD_BEGIN, payload, "begin")
-        return r.getAt(1, "u8")
+        // a server older than next_offset sends an 8-byte report: it always starts from 0
+        return { slot: r.getAt(1, "u8"), nextOffset: r.length >= 12 ? r.getAt(8, "u32") : 0 }
     }
 
     /**
@@ -139,6 +152,15 @@ export class OtaClient {
 
     async confirm() {
         await this.call(CMD_CONFIRM, Buffer.alloc(0), "confirm")
+    }
+
+    /**
+     * Marks the running image invalid: the service rolls back and reboots
+     * (esp_ota_mark_app_invalid_rollback_and_reboot). No report: on success the
+     * device restarts; a refusal shows in last_error.
+     */
+    async reject() {
+        await this.role.sendCommand(CMD_REJECT)
     }
 
     async reboot() {

@@ -5,6 +5,7 @@ import * as path from "node:path"
 import { createHash, randomBytes } from "node:crypto"
 import { JDBus, JDDevice, JDServerServiceProvider, PACKET_SEND, Packet, jdunpack } from "jacdac-ts"
 import {
+    OtaUpdaterBeginFlags,
     OtaUpdaterCmd,
     OtaUpdaterCmdPack,
     OtaUpdaterError,
@@ -14,9 +15,10 @@ import {
     OtaUpdaterState,
 } from "../.devicescript/ts/constants"
 import { buildAppImage } from "../tools/esp-image"
-import { FlashOp, SimFlash } from "../sim/flash"
+import { FlashOp, SECTOR_SIZE, SimFlash } from "../sim/flash"
 import { OtaImgState, boot, bootSlot, otaState, readOtadata } from "../sim/bootloader"
-import { OtaUpdaterServer } from "../sim/ota-server"
+import { SimNvs, entrySize } from "../sim/nvs"
+import { OtaUpdaterServer, RESUME_RECORD_LEN, RESUME_SIM_KEY } from "../sim/ota-server"
 
 const CHUNK = 232
 const SLOT_SIZE = 0x1b0000
@@ -68,8 +70,13 @@ class Device {
         return jdunpack(replies[0].data, reportFmt)
     }
 
-    begin(size: number, target = 0xff, hash: Uint8Array = new Uint8Array(0)) {
-        return this.call(OtaUpdaterCmd.Begin, OtaUpdaterCmdPack.Begin, [size, target, 0, 0, hash], OtaUpdaterCmdPack.BeginReport)
+    /** Returns [error, slot, reserved, max_image_size, next_offset]. */
+    begin(size: number, target = 0xff, hash: Uint8Array = new Uint8Array(0), flags = 0) {
+        return this.call(OtaUpdaterCmd.Begin, OtaUpdaterCmdPack.Begin, [size, target, flags, 0, hash], OtaUpdaterCmdPack.BeginReport)
+    }
+    /** begin with the resume flag, for the spare slot. */
+    resume(size: number, hash: Uint8Array) {
+        return this.begin(size, 0xff, hash, OtaUpdaterBeginFlags.Resume)
     }
     write(offset: number, data: Uint8Array) {
         return this.call(OtaUpdaterCmd.Write, OtaUpdaterCmdPack.Write, [offset, data], OtaUpdaterCmdPack.WriteReport)
@@ -154,7 +161,7 @@ describe("OTA updater server", () => {
         flash.beforeChange = op => ops.push(op)
         const slot = flash.partition("ota_1")
 
-        assert.deepEqual(await dev.begin(v2.length, 0xff, sha(v2)), [OtaUpdaterError.None, 1, 0, SLOT_SIZE])
+        assert.deepEqual(await dev.begin(v2.length, 0xff, sha(v2)), [OtaUpdaterError.None, 1, 0, SLOT_SIZE, 0])
         assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Receiving)
         assert.equal(dev.reg(OtaUpdaterReg.ImageSize), v2.length)
         assert.equal(ops.length, 0, "begin erases nothing")
@@ -237,6 +244,10 @@ describe("OTA updater server", () => {
 
     it("random bytes are not_app_image, also without a sha256", async () => {
         const junk = randomBytes(5000)
+        // an ESP32-S3 header (magic, chip id) in front, so that write's first-byte check lets it
+        // through and commit's image check refuses the rest
+        junk[0] = 0xe9
+        junk.writeUInt16LE(9, 12)
         assert.deepEqual(await dev.update(junk, new Uint8Array(0)), [OtaUpdaterError.NotAppImage, 1])
         assert.equal(dev.reg(OtaUpdaterReg.LastError), OtaUpdaterError.NotAppImage)
         assert.equal(bootSlot(flash), 0)
@@ -258,12 +269,12 @@ describe("OTA updater server", () => {
     })
 
     it("begin checks the target slot and the size", async () => {
-        assert.deepEqual(await dev.begin(1000, 0), [OtaUpdaterError.BadTarget, 0, 0, SLOT_SIZE])
+        assert.deepEqual(await dev.begin(1000, 0), [OtaUpdaterError.BadTarget, 0, 0, SLOT_SIZE, 0])
         assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Error)
         assert.equal((await dev.begin(1000, 2))[0], OtaUpdaterError.BadTarget)
         assert.equal((await dev.begin(SLOT_SIZE + 1))[0], OtaUpdaterError.TooLarge)
         assert.equal((await dev.begin(1000, 0xff, new Uint8Array(31)))[0], OtaUpdaterError.Sha256Mismatch)
-        assert.deepEqual(await dev.begin(SLOT_SIZE, 1), [OtaUpdaterError.None, 1, 0, SLOT_SIZE])
+        assert.deepEqual(await dev.begin(SLOT_SIZE, 1), [OtaUpdaterError.None, 1, 0, SLOT_SIZE, 0])
         assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Receiving)
         assert.equal(dev.reg(OtaUpdaterReg.LastError), OtaUpdaterError.None)
     })
@@ -280,7 +291,7 @@ describe("OTA updater server", () => {
         await dev.update(v2)
         await reset()
         assert.equal(dev.reg(OtaUpdaterReg.PendingVerify), 1)
-        assert.deepEqual(await dev.begin(v1.length), [OtaUpdaterError.InvalidState, 0, 0, SLOT_SIZE])
+        assert.deepEqual(await dev.begin(v1.length), [OtaUpdaterError.InvalidState, 0, 0, SLOT_SIZE, 0])
 
         assert.deepEqual(await dev.confirm(), [OtaUpdaterError.None])
         assert.equal(dev.reg(OtaUpdaterReg.PendingVerify), 0)
@@ -354,6 +365,248 @@ describe("OTA updater server", () => {
             flash = SimFlash.open(flashPath())
             const b = boot(flash)
             assert.equal(b.version, cut < total ? "1.0.0" : "2.0.0", `cut before flash operation ${cut} of ${total}`)
+        }
+    })
+
+    it("a write at offset 0 that is not an app image (an HTML error page) is not_app_image; nothing is erased or written", async () => {
+        const html = Buffer.from("<!DOCTYPE html><html><head><title>Error</title></head><body>rate limited</body></html>")
+        const ops: FlashOp[] = []
+        flash.beforeChange = op => ops.push(op)
+        await dev.begin(html.length, 0xff, sha(html))
+        assert.deepEqual(await dev.write(0, html), [0, OtaUpdaterError.NotAppImage])
+        assert.deepEqual(ops, [], "no erase, no write")
+        assert.ok(flash.read(flash.partition("ota_1").offset, SECTOR_SIZE).every(b => b === 0xff))
+        assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Error)
+        assert.equal(dev.reg(OtaUpdaterReg.LastError), OtaUpdaterError.NotAppImage)
+        assert.deepEqual(dev.events.map(e => [e.code, [...e.data]]), [[OtaUpdaterEvent.Failed, [OtaUpdaterError.NotAppImage]]])
+        assert.deepEqual(await dev.write(0, html), [0, OtaUpdaterError.InvalidState], "the update is over")
+        assert.deepEqual(await dev.commit(), [OtaUpdaterError.NotAppImage, 1])
+        assert.equal(bootSlot(flash), 0)
+        // a real image still passes, also without a sha256
+        assert.deepEqual(await dev.update(v2, new Uint8Array(0)), [OtaUpdaterError.None, 1])
+    })
+
+    describe("resume", () => {
+        const image = buildAppImage({ version: "2.0.0", payloadSize: 40_000 }) // 9 whole sectors and a bit
+        const slotOffset = () => flash.partition("ota_1").offset
+
+        /** begin (fresh) and the first `bytes` of `img`. */
+        async function writePart(bytes: number, img = image) {
+            assert.deepEqual((await dev.begin(img.length, 0xff, sha(img)))[4], 0)
+            await dev.writeAll(img.subarray(0, bytes))
+        }
+
+        it("after a reset, begin with the resume flag goes on from the last completed sector", async () => {
+            const half = 5 * SECTOR_SIZE + 1000 // sector 5 partly written when the power goes
+            await writePart(half)
+            assert.equal(dev.server.resumeRecord()?.nextOffset, 5 * SECTOR_SIZE)
+            await reset()
+
+            const ops: FlashOp[] = []
+            flash.beforeChange = op => ops.push(op)
+            assert.deepEqual(await dev.resume(image.length, sha(image)), [OtaUpdaterError.None, 1, 0, SLOT_SIZE, 5 * SECTOR_SIZE])
+            assert.equal(ops.length, 0, "resuming writes nothing")
+            assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Receiving)
+            assert.equal(dev.reg(OtaUpdaterReg.BytesWritten), 5 * SECTOR_SIZE)
+            // a write before next_offset is a duplicate, one past it is refused
+            assert.deepEqual(await dev.write(0, image.subarray(0, CHUNK)), [5 * SECTOR_SIZE, OtaUpdaterError.None])
+            assert.deepEqual(await dev.write(half, image.subarray(half, half + CHUNK)), [5 * SECTOR_SIZE, OtaUpdaterError.BadOffset])
+
+            await dev.writeAll(image, 5 * SECTOR_SIZE)
+            // the partly written sector 5 is erased again before it is rewritten
+            assert.deepEqual(ops[0], { kind: "erase", offset: slotOffset() + 5 * SECTOR_SIZE, length: SECTOR_SIZE })
+            assert.deepEqual(await dev.commit(), [OtaUpdaterError.None, 1])
+            assert.equal(dev.server.resumeRecord(), undefined, "commit clears the record")
+            assert.ok(flash.read(slotOffset(), image.length).equals(image))
+            await reset()
+            assert.deepEqual([dev.reg(OtaUpdaterReg.RunningVersion), dev.reg(OtaUpdaterReg.RunningSlot)], ["2.0.0", 1])
+            assert.ok(flash.readImage(1).equals(image))
+        })
+
+        it("resuming at a sector boundary never written before erases that sector first (old firmware in it)", async () => {
+            // the spare slot holds an older firmware, as it does after an update
+            const p = flash.partition("ota_1")
+            flash.eraseRange(p.offset, 12 * SECTOR_SIZE)
+            flash.write(p.offset, Buffer.alloc(12 * SECTOR_SIZE, 0x00))
+            await dev.begin(image.length, 0xff, sha(image))
+            // 128-byte writes end exactly on the boundary: sector 1 is not touched (nor erased) yet
+            for (let o = 0; o < SECTOR_SIZE; o += 128)
+                assert.deepEqual(await dev.write(o, image.subarray(o, o + 128)), [o + 128, OtaUpdaterError.None])
+            assert.equal(dev.server.resumeRecord()?.nextOffset, SECTOR_SIZE)
+            assert.ok(flash.read(p.offset + SECTOR_SIZE, SECTOR_SIZE).every(b => b === 0))
+            await reset()
+            assert.equal((await dev.resume(image.length, sha(image)))[4], SECTOR_SIZE)
+            await dev.writeAll(image, SECTOR_SIZE)
+            assert.deepEqual(await dev.commit(), [OtaUpdaterError.None, 1])
+            assert.ok(flash.read(p.offset, image.length).equals(image))
+        })
+
+        it("writes the record only after the data of a completed sector, and only with a sha256", async () => {
+            const key = RESUME_SIM_KEY
+            const writes: string[] = []
+            const nvsPart = flash.partition("nvs")
+            flash.beforeChange = op => {
+                if (op.kind === "write") writes.push(op.offset >= nvsPart.offset && op.offset < nvsPart.offset + nvsPart.size ? "record" : "data")
+            }
+            await writePart(2 * SECTOR_SIZE + 10)
+            // a checkpoint follows the write that completes a sector, never precedes it
+            const dataWrites = Math.ceil(SECTOR_SIZE / CHUNK) // 18 writes of 232 bytes reach 4096
+            assert.equal(writes.indexOf("record"), dataWrites, "the first record right after the write completing sector 0")
+            assert.deepEqual(writes.slice(dataWrites, dataWrites + 2), ["record", "record"], "entry, then the nvs sector header")
+            assert.equal(dev.server.resumeRecord()?.nextOffset, 2 * SECTOR_SIZE)
+            assert.equal(new SimNvs(flash).get(key)?.length, RESUME_RECORD_LEN)
+
+            await dev.abort()
+            writes.length = 0
+            await dev.begin(image.length) // no sha256: nothing to resume against, no record
+            await dev.writeAll(image.subarray(0, 3 * SECTOR_SIZE))
+            assert.equal(writes.filter(w => w === "record").length, 0)
+            assert.equal(dev.server.resumeRecord(), undefined)
+            await reset()
+            assert.equal((await dev.resume(image.length, sha(image)))[4], 0)
+        })
+
+        it("another asset (sha256 or size), no sha256, no flag, or a damaged record start from 0", async () => {
+            const other = buildAppImage({ version: "3.0.0", payloadSize: 40_000 })
+            await writePart(4 * SECTOR_SIZE)
+            await reset()
+            assert.deepEqual(await dev.resume(image.length, sha(other)), [OtaUpdaterError.None, 1, 0, SLOT_SIZE, 0])
+            assert.equal(dev.server.resumeRecord(), undefined, "a fresh begin clears the record")
+
+            await writePart(4 * SECTOR_SIZE)
+            await reset()
+            assert.equal((await dev.resume(image.length + 1, sha(image)))[4], 0, "another size")
+
+            await writePart(4 * SECTOR_SIZE)
+            await reset()
+            assert.equal((await dev.resume(image.length, new Uint8Array(0)))[4], 0, "no sha256")
+
+            await writePart(4 * SECTOR_SIZE)
+            await reset()
+            assert.equal((await dev.begin(image.length, 0xff, sha(image)))[4], 0, "no resume flag")
+            assert.equal(dev.server.resumeRecord(), undefined)
+
+            await writePart(4 * SECTOR_SIZE)
+            const raw = new SimNvs(flash).get(RESUME_SIM_KEY)!
+            raw[20] ^= 1 // a bit of the sha256 flipped: the record's CRC no longer matches
+            new SimNvs(flash).set(RESUME_SIM_KEY, raw)
+            await reset()
+            assert.equal((await dev.resume(image.length, sha(image)))[4], 0, "damaged record")
+
+            // the bytes in the slot changed behind the record's back: its prefix digest catches it
+            await writePart(4 * SECTOR_SIZE)
+            await reset()
+            const at = image.findIndex((b, i) => i > 1000 && b !== 0)
+            flash.write(slotOffset() + at, Buffer.alloc(1, 0))
+            assert.equal((await dev.resume(image.length, sha(image)))[4], 0, "slot contents changed")
+
+            // and an update started from 0 after all that completes normally
+            await dev.writeAll(image)
+            assert.deepEqual(await dev.commit(), [OtaUpdaterError.None, 1])
+        })
+
+        it("the record is refused once its slot is no longer the spare slot", async () => {
+            await writePart(4 * SECTOR_SIZE)
+            const record = new SimNvs(flash).get(RESUME_SIM_KEY)!
+            await dev.abort()
+            await dev.update(v2)
+            await reset() // runs ota_1 now: the spare slot is ota_0
+            await dev.confirm()
+            new SimNvs(flash).set(RESUME_SIM_KEY, record) // a record for ota_1 left over
+            assert.deepEqual(await dev.resume(image.length, sha(image)), [OtaUpdaterError.None, 0, 0, SLOT_SIZE, 0])
+        })
+
+        it("abort, a failed commit and a successful commit clear the record", async () => {
+            await writePart(3 * SECTOR_SIZE)
+            assert.ok(dev.server.resumeRecord())
+            assert.deepEqual(await dev.abort(), [OtaUpdaterError.None])
+            assert.equal(dev.server.resumeRecord(), undefined)
+            await reset()
+            assert.equal((await dev.resume(image.length, sha(image)))[4], 0)
+
+            await writePart(3 * SECTOR_SIZE)
+            await reset()
+            await dev.abort() // also when idle after a reset
+            assert.equal(dev.server.resumeRecord(), undefined)
+
+            await writePart(3 * SECTOR_SIZE)
+            assert.deepEqual(await dev.commit(), [OtaUpdaterError.Incomplete, 1])
+            assert.equal(dev.server.resumeRecord(), undefined)
+
+            await writePart(3 * SECTOR_SIZE)
+            await dev.writeAll(image, 3 * SECTOR_SIZE)
+            assert.ok(dev.server.resumeRecord())
+            assert.deepEqual(await dev.commit(), [OtaUpdaterError.None, 1])
+            assert.equal(dev.server.resumeRecord(), undefined)
+        })
+
+        it("a failed write keeps the record: the update can be resumed from its checkpoint", async () => {
+            await writePart(3 * SECTOR_SIZE + 500)
+            assert.deepEqual(await dev.write(image.length - 10, image.subarray(image.length - 10)), [3 * SECTOR_SIZE + 500, OtaUpdaterError.BadOffset])
+            flash.beforeChange = () => {
+                throw new Error("flash broken")
+            }
+            assert.deepEqual(await dev.write(3 * SECTOR_SIZE + 500, image.subarray(3 * SECTOR_SIZE + 500, 3 * SECTOR_SIZE + 500 + CHUNK)), [
+                3 * SECTOR_SIZE + 500,
+                OtaUpdaterError.FlashWrite,
+            ])
+            flash.beforeChange = undefined
+            assert.deepEqual(await dev.resume(image.length, sha(image)), [OtaUpdaterError.None, 1, 0, SLOT_SIZE, 3 * SECTOR_SIZE])
+            await dev.writeAll(image, 3 * SECTOR_SIZE)
+            assert.deepEqual(await dev.commit(), [OtaUpdaterError.None, 1])
+        })
+
+        for (const nvsNearlyFull of [false, true]) {
+            it(`a power cut at every flash operation, then reset + resume + the rest, always ends with exactly the new image${nvsNearlyFull ? " (NVS sector nearly full: rollovers during the update)" : ""}`, async function () {
+                this.timeout(600_000)
+                const img = buildAppImage({ version: "2.0.0", payloadSize: 11_000 }) // 2 whole sectors and a tail
+                const filler = Buffer.alloc(nvsNearlyFull ? 4096 - 16 - 152 - 14 : 0, 0x5a)
+                const old = buildAppImage({ version: "0.9.0", payloadSize: 14_000 })
+                const fresh = async () => {
+                    await dev.dispose()
+                    flash.close()
+                    flash = SimFlash.createWithImage(flashPath(), v1)
+                    // the spare slot holds an older firmware (not selected by otadata)
+                    flash.eraseRange(slotOffset(), 4 * SECTOR_SIZE)
+                    flash.write(slotOffset(), old)
+                    if (filler.length) new SimNvs(flash).set("filler", filler)
+                    dev = new Device(flash)
+                }
+                await fresh()
+                if (nvsNearlyFull) assert.equal(entrySize("filler", filler.length) + 16 + 152, 4096, "room for one record")
+                let total = 0
+                flash.beforeChange = () => total++
+                assert.deepEqual(await dev.update(img), [OtaUpdaterError.None, 1])
+                assert.ok(total > 10)
+
+                const resumedAt = new Set<number>()
+                for (let cut = 0; cut <= total; cut++) {
+                    await fresh()
+                    let ops = 0
+                    flash.beforeChange = () => {
+                        if (ops++ >= cut) throw new Error("power cut") // and it stays off
+                    }
+                    await dev.update(img).catch(() => {})
+                    flash.beforeChange = undefined
+                    await reset()
+                    const what = `cut before flash operation ${cut} of ${total}`
+                    if (cut < total) {
+                        assert.equal(dev.reg(OtaUpdaterReg.RunningVersion), "1.0.0", what)
+                        const [err, slot, , , next] = await dev.resume(img.length, sha(img))
+                        assert.deepEqual([err, slot], [OtaUpdaterError.None, 1], what)
+                        assert.equal(next % SECTOR_SIZE, 0, what)
+                        resumedAt.add(next)
+                        await dev.writeAll(img, next)
+                        assert.deepEqual(await dev.commit(), [OtaUpdaterError.None, 1], what)
+                        assert.equal(dev.server.resumeRecord(), undefined, what)
+                        await reset()
+                    }
+                    assert.deepEqual([dev.reg(OtaUpdaterReg.RunningVersion), dev.reg(OtaUpdaterReg.RunningSlot)], ["2.0.0", 1], what)
+                    assert.ok(flash.read(slotOffset(), img.length).equals(img), what)
+                    if (filler.length) assert.deepEqual(new SimNvs(flash).get("filler"), filler, what)
+                }
+                assert.deepEqual([...resumedAt].sort((a, b) => a - b), [0, SECTOR_SIZE, 2 * SECTOR_SIZE])
+            })
         }
     })
 })
