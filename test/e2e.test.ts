@@ -6,8 +6,7 @@ import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { IncomingMessage, ServerResponse } from "node:http"
-import { startReleaseServer, writeRelease, ReleaseServer, Faults } from "../tools/release-server"
+import { startReleaseServer, writeRelease, ReleaseServer, FaultPlan } from "../tools/release-server"
 import { buildAppImage, CHIP_IDS } from "../tools/esp-image"
 import { SimDevice } from "../sim/device-sim"
 import { buildProgram } from "../sim/program"
@@ -40,15 +39,13 @@ describe("end to end on the DeviceScript VM", function () {
     })
     let corruptAt = -1 // asset offset to flip on the storage host, -1: none
     let latestBody: string | undefined // replaces the answer of releases/latest
-    const faults: Faults = {
-        onRequest: ({ origin, req, res }) => {
-            if (origin === "storage" && corruptAt >= 0) corruptResponse(req, res, corruptAt)
-            if (origin === "api" && latestBody !== undefined && req.url?.endsWith("/releases/latest")) {
-                res.writeHead(200, { "content-type": "application/json; charset=utf-8" })
-                res.end(latestBody)
-                return true
-            }
-            return false
+    // The server reads its fault plan on every request, so these getters follow the variables above.
+    const faults: FaultPlan = {
+        get corruptAt() {
+            return corruptAt >= 0 ? corruptAt : undefined
+        },
+        get latestBody() {
+            return latestBody
         },
     }
     afterEach(function () {
@@ -154,7 +151,7 @@ describe("end to end on the DeviceScript VM", function () {
 
     it("reports a release without a matching asset", async () => {
         publish("noasset", "v1.5.0", [{ name: "widget-1.5.0-esp32c3.bin", data: buildAppImage({ version: "1.5.0", payloadSize: 4096 }) }])
-        await expectRefusal("noasset", /no asset matches 'widget-\*-esp32s3.bin' \(1 assets\)/)
+        await expectRefusal("noasset", /no asset matches ASSET_PATTERN 'widget-\*-esp32s3.bin' \(1 assets\)/)
     })
 
     it("reports malformed release JSON", async () => {
@@ -192,19 +189,4 @@ function runCli(args: string[]): Promise<{ code: number | null; stdout: string; 
         const child = execFile(process.execPath, [TSX_CLI, "sim/device.ts", ...args], { cwd: join(__dirname, ".."), timeout: 60_000 },
             (_err, stdout, stderr) => resolve({ code: child.exitCode, stdout, stderr }))
     })
-}
-
-// Flips the byte at asset offset `at` in a storage response: a corrupted transfer.
-function corruptResponse(req: IncomingMessage, res: ServerResponse, at: number) {
-    const m = /^bytes=(\d+)-/.exec(String(req.headers.range || ""))
-    let pos = m ? +m[1] : 0
-    const write = res.write.bind(res) as (chunk: any, ...rest: any[]) => boolean
-    res.write = ((chunk: any, ...rest: any[]) => {
-        if (Buffer.isBuffer(chunk) && at >= pos && at < pos + chunk.length) {
-            chunk = Buffer.from(chunk)
-            chunk[at - pos] ^= 0xff
-        }
-        if (Buffer.isBuffer(chunk)) pos += chunk.length
-        return write(chunk, ...rest)
-    }) as any
 }
