@@ -1,6 +1,21 @@
 // A simulated ESP32-S3: the real DeviceScript VM running the compiled program, and the
 // simulated OTA updater server on the same Jacdac bus, over a flash file. A reboot
 // throws both away and boots again from the flash, as a reset does on the chip.
+//
+// A panic of the program (out of memory, 128K opcodes without await, an unhandled
+// exception...) does not reset the chip. The runtime's program manager restarts the
+// program by itself: runtime/devicescript/devsmgr.c, devsmgr_process(), sees
+// devs_error_code() != 0, sends the manager's `program panic` event, frees the program
+// (stop_program) and sets next_restart = now + SECONDS(5) (SECONDS(1) for
+// DEVS_PANIC_REBOOT, i.e. ds.restart()); SECONDS(n) is n * 2^20 us, so about 5.24 s
+// later the same devsmgr_process() calls try_run(), which starts the same bytecode from
+// the program store again, with the same settings. Nothing calls esp_restart: the
+// ESP32 port keeps devsmgr.c's empty weak devs_panic_handler (devicescript-esp32 has no
+// other), and devs_panic() (fibers.c) only records the code and yields. The WASM VM
+// run here is that same devsmgr.c, so it restarts the program the same way, 5.24 s
+// after the panic, with its flash (vmFlash) untouched; this class only reports the
+// panic ("panic" event, `panics`) and counts program starts. The OTA server and the
+// flash file stay as they are, as on the chip.
 import {
     JDBus,
     JDServerServiceProvider,
@@ -12,7 +27,7 @@ import {
 import { EventEmitter } from "node:events"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
-import { createVm, DevsModule } from "./vm"
+import { createVm, DevsModule, panicName } from "./vm"
 import { SimFlash } from "./flash"
 import { OtaUpdaterServer } from "./ota-server"
 
@@ -29,6 +44,14 @@ export interface SimDeviceOptions {
     verbose?: boolean
 }
 
+/** A panic of the VM program; the runtime restarts the program ~5.24 s later. */
+export interface SimPanic {
+    code: number // 60004, ... (sim/vm.ts PANIC_NAMES)
+    name: string // "out of memory", ...
+    boot: number // the chip's boot (SimDevice.boots) in which it happened
+    panics: number // panics since power-on, this one included
+}
+
 /** Status lines of the program, parsed: { event: "up-to-date" | "committed" | ... }. */
 export interface DeviceStatus {
     event: string
@@ -41,9 +64,17 @@ export function loadServiceSpecs(): jdspec.ServiceSpec[] {
     return JSON.parse(readFileSync(file, "utf8"))
 }
 
+/**
+ * Events: "boot" (boots, server) at every chip boot; "status" (DeviceStatus) for every
+ * status line of the program; "panic" (SimPanic) when the program panics;
+ * "program-start" (programStarts, boot) whenever the VM starts the program (after
+ * deploy, a boot or a panic).
+ */
 export class SimDevice extends EventEmitter {
     readonly bus: JDBus
     boots = 0
+    panics = 0 // program panics since power-on (all boots)
+    programStarts = 0 // times the VM started the program since power-on
     server?: OtaUpdaterServer
     private vm?: DevsModule
     private bridge?: JDBridge
@@ -93,7 +124,7 @@ export class SimDevice extends EventEmitter {
         const vm = (this.vm = await createVm())
         vm.dmesg = line => this.onDmesg(line)
         vm.log = vm.error = (...args) => this.options.verbose && this.log(args.join(" "))
-        vm.panicHandler = code => code && this.log(`vm: panic ${code}`)
+        vm.panicHandler = code => this.onPanic(vm, code)
         vm.flashLoad = () => this.vmFlash
         vm.flashSave = data => (this.vmFlash = data.slice())
         // Both directions are deferred: the VM drops frames that arrive while it runs.
@@ -136,7 +167,22 @@ export class SimDevice extends EventEmitter {
         }
     }
 
+    // Called by the VM from inside its process call (devs_panic, fibers.c): the program
+    // is already dead, and the runtime will restart it. 0 is ds.restart(), not a panic.
+    private onPanic(vm: DevsModule, code: number) {
+        if (!code || vm !== this.vm) return
+        const panic: SimPanic = { code, name: panicName(code), boot: this.boots, panics: ++this.panics }
+        this.log(`vm: panic ${code} (${panic.name})`)
+        // Listeners may stop the device: not while the VM is still on the stack.
+        setImmediate(() => this.emit("panic", panic))
+    }
+
     private onDmesg(line: string) {
+        if (line.startsWith("* start: ")) {
+            const starts = ++this.programStarts
+            const boot = this.boots
+            setImmediate(() => this.emit("program-start", starts, boot))
+        }
         if (!line.startsWith("> ")) {
             if (this.options.verbose) this.log(`vm: ${line}`)
             return

@@ -1,7 +1,10 @@
 // `npm run device -- --api URL --owner O --repo R --token T --asset GLOB --flash FILE [--once]`
 // Runs the compiled device program on the real DeviceScript VM with the simulated OTA
 // server over a flash file. With --once: one check (and update, reboot, confirm), then
-// the last stdout line is a JSON result and the exit code says whether it worked.
+// the last stdout line is a JSON result and the exit code says whether it worked. A
+// panic of the program ends a --once run with {"result":"error","error":"vm panic
+// 60004 (out of memory)","panic":60004,...} and exit code 1, unless --allow-panics (the
+// runtime then restarts the program ~5 s after each panic, as on the device).
 import { existsSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { SimDevice } from "./device-sim"
@@ -9,7 +12,7 @@ import { buildProgram, readEnvSettings } from "./program"
 import { createFlash, runOnce, RunResult } from "./run-once"
 
 const USAGE = `usage: npm run device -- --api URL --owner O --repo R [--token T] [--asset GLOB]
-         --flash FILE [--once] [--checks N] [--interval S] [--timeout S] [--verbose]`
+         --flash FILE [--once] [--checks N] [--interval S] [--timeout S] [--allow-panics] [--verbose]`
 
 function parse(argv: string[]) {
     const { values } = parseArgs({
@@ -26,6 +29,7 @@ function parse(argv: string[]) {
             interval: { type: "string" },
             timeout: { type: "string", default: "600" },
             verbose: { type: "boolean", default: false },
+            "allow-panics": { type: "boolean", default: false },
             "no-build": { type: "boolean", default: false },
         },
     })
@@ -72,6 +76,7 @@ async function main() {
     const result: RunResult = await runOnce(device, {
         checks: +args.checks,
         timeoutMs: +args.timeout * 1000,
+        allowPanics: args["allow-panics"],
     })
     console.log(JSON.stringify(result))
     return result.result === "error" ? 1 : 0

@@ -1,22 +1,63 @@
 // Builds the device program with the pinned devicescript CLI and reads its settings
 // files (.env.defaults, then .env.local), as `devs` does when it deploys.
 import { execFileSync } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
-import { join } from "node:path"
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
 
 export const ROOT = join(__dirname, "..")
-const BYTECODE = join(ROOT, ".devicescript", "bin", "bytecode.devs")
+const MAIN_ENTRY = "src/main.ts"
+// `devs build` always writes here (its --out-dir takes no value in 2.16.4, so it cannot
+// be moved); `--no-build` runs and devtools read it back.
+const BIN = join(".devicescript", "bin", "bytecode.devs")
+const BYTECODE = join(ROOT, BIN)
 
-/** Compiles src/main.ts (or `entry`) and returns the bytecode. */
-export function buildProgram(options: { entry?: string; skip?: boolean } = {}): Buffer {
-    if (!options.skip || !existsSync(BYTECODE)) {
-        const cli = require.resolve("@devicescript/cli/built/devicescript-cli.cjs")
-        execFileSync(process.execPath, [cli, "build", options.entry || "src/main.ts", "--quiet"], {
-            cwd: ROOT,
-            stdio: ["ignore", "ignore", "inherit"],
-        })
-    }
+export interface BuildOptions {
+    /** Entry point, relative to the project (default src/main.ts). */
+    entry?: string
+    /** Reuse .devicescript/bin/bytecode.devs when it exists (main program only). */
+    skip?: boolean
+}
+
+/**
+ * Compiles src/main.ts (or `entry`) and returns the bytecode. The main program is built
+ * in the project, into .devicescript/bin/bytecode.devs. Any other entry (a test fixture)
+ * is built in a scratch project that links this one's node_modules, services and boards
+ * (so the CLI finds the same libraries and leaves them as they are), and that shared
+ * file keeps the main program. `skip` applies to the main program only.
+ */
+export function buildProgram(options: BuildOptions = {}): Buffer {
+    const entry = resolve(ROOT, options.entry || MAIN_ENTRY)
+    if (entry !== resolve(ROOT, MAIN_ENTRY)) return buildElsewhere(entry)
+    if (!options.skip || !existsSync(BYTECODE)) devsBuild(MAIN_ENTRY, ROOT)
     return readFileSync(BYTECODE)
+}
+
+function devsBuild(entry: string, cwd: string) {
+    const cli = require.resolve("@devicescript/cli/built/devicescript-cli.cjs")
+    execFileSync(process.execPath, [cli, "build", entry, "--quiet"], {
+        cwd,
+        stdio: ["ignore", "ignore", "inherit"],
+    })
+}
+
+function buildElsewhere(entry: string): Buffer {
+    const dir = mkdtempSync(join(tmpdir(), "devs-build-"))
+    const links: string[] = []
+    try {
+        copyFileSync(join(ROOT, "devsconfig.json"), join(dir, "devsconfig.json"))
+        for (const name of ["node_modules", "services", "boards"]) {
+            if (!existsSync(join(ROOT, name))) continue
+            symlinkSync(join(ROOT, name), join(dir, name), "dir")
+            links.push(join(dir, name))
+        }
+        devsBuild(entry, dir)
+        return readFileSync(join(dir, BIN))
+    } finally {
+        // The links first, so that nothing behind them is ever removed.
+        for (const link of links) unlinkSync(link)
+        rmSync(dir, { recursive: true, force: true })
+    }
 }
 
 /** KEY=VALUE lines; numbers stay numbers, everything else is a string. */

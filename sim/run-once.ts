@@ -1,7 +1,9 @@
 // Drives a simulated device through one check (and update, reboot, confirm) and sums
-// it up as one result object: what `npm run device -- --once` prints last.
+// it up as one result object: what `npm run device -- --once` prints last. A panic of
+// the program ends the run (the runtime would restart it ~5 s later and try again):
+// { result: "error", error: "vm panic 60004 (out of memory)", panic: 60004, boot }.
 import { createHash } from "node:crypto"
-import { SimDevice, DeviceStatus } from "./device-sim"
+import { SimDevice, DeviceStatus, SimPanic } from "./device-sim"
 import { SimFlash } from "./flash"
 import { peekBoot } from "./bootloader"
 import { buildAppImage } from "../tools/esp-image"
@@ -15,6 +17,12 @@ export interface RunOnceOptions {
     checks?: number // checks to see in the last boot before stopping (default 1)
     timeoutMs?: number
     onStatus?: (s: DeviceStatus) => void
+    /** Keep running through panics (the runtime restarts the program) instead of ending
+     * with result "error" at the first one: for soak runs. */
+    allowPanics?: boolean
+    /** Keep running through error statuses (the program retries at its next check)
+     * instead of ending with result "error" at the first one. */
+    allowErrors?: boolean
 }
 
 export interface UpdateSettings {
@@ -64,10 +72,19 @@ export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promis
             () => finish({ result: "error", error: `timeout after ${options.timeoutMs} ms` }),
             options.timeoutMs || 600_000
         )
+        let done = false
         const finish = (r: RunResult) => {
+            if (done) return
+            done = true
             clearTimeout(timer)
             device.removeListener("status", onStatus)
+            device.removeListener("panic", onPanic)
+            if (options.allowPanics && device.panics) r = { ...r, panics: device.panics }
             device.stop().then(() => resolve(r), reject)
+        }
+        const onPanic = (p: SimPanic) => {
+            if (!options.allowPanics)
+                finish({ result: "error", error: `vm panic ${p.code} (${p.name})`, panic: p.code, boot: p.boot })
         }
         const onStatus = (s: DeviceStatus) => {
             options.onStatus?.(s)
@@ -75,7 +92,7 @@ export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promis
                 committed = s
                 checksSeen = 0
             } else if (s.event === "confirmed") confirmed = true
-            else if (s.event === "error") finish({ result: "error", error: s.error, boot: s.boot })
+            else if (s.event === "error" && !options.allowErrors) finish({ result: "error", error: s.error, boot: s.boot })
             else if (s.event === "up-to-date" && (!committed || s.boot > committed.boot)) {
                 if (++checksSeen < checks) return
                 const image = bootedImage(device.options.flashFile)
@@ -96,6 +113,7 @@ export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promis
             }
         }
         device.on("status", onStatus)
+        device.on("panic", onPanic)
         device.start().catch(e => finish({ result: "error", error: (e as Error).message }))
     })
 }

@@ -67,3 +67,23 @@ export async function createVm(): Promise<DevsModule> {
     }
     return vm
 }
+
+// The VM's panic codes: DEVS_PANIC_* in runtime/devicescript/devicescript.h, with the
+// messages devs_panic() prints for them (runtime/devicescript/fibers.c). Codes from 60100
+// on are bytecode checks that failed at run time (_devs_invalid_program, fibers.c).
+export const PANIC_NAMES: Record<number, string> = {
+    60000: "restart requested", // DEVS_PANIC_REBOOT: ds.restart(); panicHandler gets 0
+    60001: "infinite loop, 128K opcodes without await", // DEVS_PANIC_TIMEOUT (vm_main.c)
+    60002: "internal error", // DEVS_PANIC_INTERNAL_ERROR, not used by the runtime
+    60003: "runtime failure", // DEVS_PANIC_RUNTIME_FAILURE, not used by the runtime
+    60004: "out of memory", // DEVS_PANIC_OOM (devs_oom, devicescript.c)
+    60005: "unhandled exception", // DEVS_PANIC_UNHANDLED_EXCEPTION (try.c)
+    60006: "stack overflow", // DEVS_PANIC_STACK_OVERFLOW (fibers.c)
+}
+
+/** "out of memory" for 60004, ... */
+export function panicName(code: number): string {
+    if (PANIC_NAMES[code]) return PANIC_NAMES[code]
+    if (code >= 60100 && code < 61000) return `invalid program (check ${code - 60000})`
+    return "panic"
+}

@@ -4,7 +4,7 @@
 // GitHub answers the asset's API URL with a redirect to a storage host; the token is
 // sent to the API origin only (http.ts drops it on every other origin).
 import * as ds from "@devicescript/core"
-import { request, HttpResponse, originOf } from "./http"
+import { request, HttpResponse, RedirectError, originOf } from "./http"
 import { parseContentRange } from "./httpparse"
 import { URL } from "@devicescript/net"
 import { GithubConfig, GithubError, apiError, apiOptions } from "./github"
@@ -17,8 +17,15 @@ export const MAX_FAILURES = 6
 const MAX_REDIRECTS = 5
 const STORAGE_KEEP = ["content-range", "content-type"]
 
-/** Called with consecutive pieces of the asset; resolves when they are stored. */
-export type ChunkSink = (offset: number, data: Buffer) => Promise<void>
+/**
+ * Called with consecutive pieces of the asset: bytes [offset, offset + length) are
+ * data[0, length). Resolves when they are stored; `data` is reused afterwards.
+ */
+export type ChunkSink = (offset: number, data: Buffer, length: number) => Promise<void>
+
+// One chunk buffer for the program's life: allocated once, before the heap is
+// fragmented (a large allocation can fail with plenty of free heap in small pieces).
+let chunkBuffer: Buffer
 
 /** What a download cost, for status lines and the benchmark. */
 export interface DownloadStats {
@@ -43,7 +50,7 @@ export class DownloadError extends Error {
 export class AssetDownload {
     stats: DownloadStats = { requests: 0, bytesFetched: 0, retries: 0, rangeIgnored: false }
     private location: string // signed storage URL from the last redirect
-    private buf = Buffer.alloc(CHUNK_BYTES)
+    private buf: Buffer
     private got = 0 // bytes of the current chunk in buf
 
     constructor(
@@ -54,6 +61,8 @@ export class AssetDownload {
         // The asset URL comes from the API's JSON: never send the token elsewhere.
         if (originOf(new URL(assetUrl)) !== originOf(new URL(cfg.api)))
             throw new GithubError("github asset: url is not on the API origin (GITHUB_API)", 0)
+        if (!chunkBuffer) chunkBuffer = Buffer.alloc(CHUNK_BYTES)
+        this.buf = chunkBuffer
     }
 
     /**
@@ -83,7 +92,7 @@ export class AssetDownload {
                 const got = this.got
                 if (got > 0) {
                     // (the sink's errors are the OTA service's: not retried here)
-                    await sink(offset, got === CHUNK_BYTES ? this.buf : this.buf.slice(0, got))
+                    await sink(offset, this.buf, got)
                     offset += got
                     failures = 0
                     backoff.reset()
@@ -101,7 +110,7 @@ export class AssetDownload {
     }
 
     private retryable(e: any) {
-        if (e instanceof DownloadError) return false
+        if (e instanceof DownloadError || e instanceof RedirectError) return false
         if (e instanceof GithubError) {
             const s = e.status
             // expired signed URL (storage 403/400): a new one from the API; 5xx and 429: later

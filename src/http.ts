@@ -94,6 +94,29 @@ export function resolveUrl(base: string, location: string): string {
     return origin + dir + location
 }
 
+/** A redirect that must not be followed (too many, no Location, a refused scheme). */
+export class RedirectError extends Error {
+    constructor(message: string) {
+        super(message)
+        this.name = "RedirectError"
+    }
+}
+
+/**
+ * Where a redirect from `url` with `location` leads; throws RedirectError for a
+ * scheme other than http(s) and for a downgrade from https to http.
+ */
+export function redirectTarget(url: string, location: string): string {
+    const next = resolveUrl(url, location)
+    const from = new URL(url)
+    const to = new URL(next)
+    if (to.protocol !== "https:" && to.protocol !== "http:")
+        throw new RedirectError(`http: redirect from ${from.host()} to unsupported '${to.protocol}'`)
+    if (from.protocol === "https:" && to.protocol === "http:")
+        throw new RedirectError(`http: refusing redirect from https to http (${from.host()} to ${to.host()})`)
+    return next
+}
+
 export class HttpResponse {
     status = 0
     /** the URL that answered (after redirects) */
@@ -249,16 +272,10 @@ export async function request(
         await res.close()
         const from = new URL(url)
         if (!location)
-            throw new Error(`http: ${from.host()} answered ${res.status} without Location`)
+            throw new RedirectError(`http: ${from.host()} answered ${res.status} without Location`)
         if (hop >= max)
-            throw new Error(`http: more than ${max} redirects, last from ${from.host()}`)
-        const next = resolveUrl(url, location)
-        const to = new URL(next)
-        if (to.protocol !== "https:" && to.protocol !== "http:")
-            throw new Error(`http: redirect from ${from.host()} to unsupported '${to.protocol}'`)
-        if (from.protocol === "https:" && to.protocol === "http:")
-            throw new Error(`http: refusing redirect from https to http (${from.host()} to ${to.host()})`)
-        url = next
+            throw new RedirectError(`http: more than ${max} redirects, last from ${from.host()}`)
+        url = redirectTarget(url, location)
     }
 }
 

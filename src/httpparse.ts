@@ -38,6 +38,8 @@ const L_SKIP = 4 // the rest of a line that is not kept
 const L_FOLD = 5 // an obsolete folded continuation of a kept value
 
 const FRAMING = ["content-length", "transfer-encoding", "connection"]
+const DEFAULT_MAX_VALUE = 4096
+let sharedLine: Buffer
 const MAX_NAME = 64 // bytes of a header name that are looked at
 const MAX_STATUS = 128 // bytes of the status line that are kept (the reason may be longer)
 const MAX_SIZE_LINE = 1024 // chunk-size line with extensions
@@ -122,7 +124,7 @@ export class ResponseParser {
         this.keep = o.keep || []
         this.maxLine = o.maxLineBytes || 8192
         this.maxHead = o.maxHeadBytes || 32768
-        this.maxValue = o.maxValueBytes || 4096
+        this.maxValue = o.maxValueBytes || DEFAULT_MAX_VALUE
         this.noBody = !!o.noBody
     }
 
@@ -191,8 +193,7 @@ export class ResponseParser {
 
     // copies data[from, to) into the line buffer, up to `cap` bytes in all
     private collect(data: Buffer, from: number, to: number, cap: number) {
-        if (!this.buf)
-            this.buf = Buffer.alloc(this.mode === HEAD ? this.maxValue + 1 : MAX_SIZE_KEPT)
+        if (!this.buf) this.buf = this.mode === HEAD ? this.lineBuffer() : Buffer.alloc(MAX_SIZE_KEPT)
         const room = Math.min(cap, this.buf.length) - this.bufLen
         const k = Math.min(to - from, room)
         if (k > 0) {
@@ -200,6 +201,15 @@ export class ResponseParser {
             this.bufLen += k
         }
         return to - from <= room
+    }
+
+    // The head's line buffer. With the default limit it is one buffer shared by all
+    // parsers (the program reads one response at a time), allocated once before the
+    // heap gets fragmented; +1: the CR before the LF.
+    private lineBuffer() {
+        if (this.maxValue !== DEFAULT_MAX_VALUE) return Buffer.alloc(this.maxValue + 1)
+        if (!sharedLine) sharedLine = Buffer.alloc(DEFAULT_MAX_VALUE + 1)
+        return sharedLine
     }
 
     // the kept bytes of the line as a string, without a final CR

@@ -7,6 +7,7 @@ import { OtaClient } from "./otaclient"
 import { Updater, ReleaseError, status } from "./updater"
 import { Channel, GithubConfig, GithubError, SavedEtag } from "./github"
 import { Backoff } from "./backoff"
+import { DEFAULT_TIMEOUTS } from "./http"
 
 const MIN_INTERVAL_S = 1
 const JITTER = 0.1 // checks are spread by +-10% of the interval
@@ -53,6 +54,10 @@ async function main() {
     }
     const interval = Math.max(+(await readSetting("CHECK_SECONDS", 3600)), MIN_INTERVAL_S) * 1000
     const selfTest = Math.max(+(await readSetting("SELFTEST_S", 300)), 1) * 1000
+    // HTTP deadlines in ms (connect, whole response head, silence while reading)
+    DEFAULT_TIMEOUTS.connect = +(await readSetting("HTTP_CONN_MS", DEFAULT_TIMEOUTS.connect))
+    DEFAULT_TIMEOUTS.head = +(await readSetting("HTTP_HEAD_MS", DEFAULT_TIMEOUTS.head))
+    DEFAULT_TIMEOUTS.idle = +(await readSetting("HTTP_IDLE_MS", DEFAULT_TIMEOUTS.idle))
     if (!cfg.owner || !cfg.repo) {
         status("error", { error: "settings GITHUB_OWNER and GITHUB_REPO are required" })
         return

@@ -101,11 +101,11 @@ export class OtaClient {
     }
 
     /**
-     * Writes `data` at image offset `offset`, resending whatever was not acknowledged,
+     * Writes `data` (its first `length` bytes, default all) at image offset `offset`, resending whatever was not acknowledged,
      * and returns when the service has acknowledged every byte of it.
      */
-    async write(offset: number, data: Buffer) {
-        const end = offset + data.length
+    async write(offset: number, data: Buffer, length?: number) {
+        const end = offset + (length === undefined ? data.length : length)
         let acked = offset
         let sent = offset
         let retries = 0

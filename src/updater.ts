@@ -96,9 +96,9 @@ export class Updater {
         const download = new AssetDownload(this.cfg, asset.url, asset.size)
         try {
             const ota = this.ota // closures cannot capture `this` in DeviceScript
-            await download.run(async (offset, data) => {
-                await ota.write(offset, data)
-                progress.update(offset + data.length)
+            await download.run(async (offset, data, length) => {
+                await ota.write(offset, data, length)
+                progress.update(offset + length)
             }, begun.nextOffset)
             await this.ota.commit()
         } catch (e) {

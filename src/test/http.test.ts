@@ -1,5 +1,5 @@
 import { describe, test, expect } from "@devicescript/test"
-import { resolveUrl, originOf } from "../http"
+import { resolveUrl, originOf, redirectTarget } from "../http"
 import { Backoff } from "../backoff"
 import { URL } from "@devicescript/net"
 
@@ -13,6 +13,25 @@ describe("http", () => {
         expect(resolveUrl(base, "2?y=2")).toBe("https://api.example.com/repos/o/r/releases/assets/2?y=2")
         expect(resolveUrl(base, "?page=2")).toBe("https://api.example.com/repos/o/r/releases/assets/1?page=2")
         expect(resolveUrl("http://127.0.0.1:5000/a/b", "/c:d")).toBe("http://127.0.0.1:5000/c:d")
+    })
+    test("redirectTarget: https to http and other schemes are refused", async () => {
+        expect(redirectTarget("https://a.example/x", "https://b.example/y")).toBe("https://b.example/y")
+        expect(redirectTarget("http://a.example/x", "https://b.example/y")).toBe("https://b.example/y")
+        expect(redirectTarget("http://a.example/x", "/z")).toBe("http://a.example/z")
+        let msg = ""
+        try {
+            redirectTarget("https://api.example/x", "http://storage.example/blob")
+        } catch (e) {
+            msg = (e as Error).message
+        }
+        expect(msg).toBe("http: refusing redirect from https to http (api.example to storage.example)")
+        msg = ""
+        try {
+            redirectTarget("https://api.example/x", "ftp://storage.example/blob")
+        } catch (e) {
+            msg = (e as Error).message
+        }
+        expect(msg).toBe("http: redirect from api.example to unsupported 'ftp:'")
     })
     test("originOf: scheme, host (case-insensitive) and port", () => {
         expect(originOf(new URL("https://API.github.com/x"))).toBe("https://api.github.com:443")
