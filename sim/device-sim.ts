@@ -113,9 +113,11 @@ export class SimDevice extends EventEmitter {
     private async boot() {
         this.boots++
         const flash = SimFlash.open(this.options.flashFile)
-        this.server = new OtaUpdaterServer(flash, {
-            onReboot: () => setImmediate(() => this.reboot()),
+        const server = new OtaUpdaterServer(flash, {
+            // (a reboot asked for by a server that lost its power does not happen)
+            onReboot: () => setImmediate(() => this.server === server && this.reboot()),
         })
+        this.server = server
         this.provider = new JDServerServiceProvider("esp32s3-ota", [this.server])
         this.bus.addServiceProvider(this.provider)
         this.emit("boot", this.boots, this.server)
@@ -140,6 +142,28 @@ export class SimDevice extends EventEmitter {
             const r = vm.devsDeploy(this.options.bytecode)
             if (r) throw new Error(`deploy failed: ${r}`)
         }
+    }
+
+    /**
+     * Cuts the power now: the VM and the OTA server stop where they are (a flash
+     * operation not started yet never happens; call it from SimFlash.beforeChange and
+     * throw to cut before that operation), then the chip boots again from the flash
+     * file. The program and its settings survive, as they are in flash on the chip.
+     */
+    powerCut() {
+        const server = this.server
+        if (this.stopped || !server) return
+        server.flash.beforeChange = () => {
+            throw new Error("power is off")
+        }
+        this.log("device: power cut")
+        this.shutdown()
+        this.server = undefined
+        this.emit("power-cut", this.boots)
+        setImmediate(() => {
+            server.flash.close()
+            if (!this.stopped) this.boot().catch(e => this.log(`device: boot failed: ${(e as Error).message}`))
+        })
     }
 
     private async reboot() {

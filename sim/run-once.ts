@@ -9,7 +9,7 @@ import { peekBoot } from "./bootloader"
 import { buildAppImage } from "../tools/esp-image"
 
 export interface RunResult {
-    result: "updated" | "up-to-date" | "error"
+    result: "updated" | "up-to-date" | "rolled-back" | "error"
     [field: string]: any
 }
 
@@ -23,6 +23,8 @@ export interface RunOnceOptions {
     /** Keep running through error statuses (the program retries at its next check)
      * instead of ending with result "error" at the first one. */
     allowErrors?: boolean
+    /** Ends the run early with what it returns, when it returns a result. */
+    until?: (s: DeviceStatus) => RunResult | undefined
 }
 
 export interface UpdateSettings {
@@ -88,6 +90,8 @@ export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promis
         }
         const onStatus = (s: DeviceStatus) => {
             options.onStatus?.(s)
+            const early = options.until?.(s)
+            if (early) return finish(early)
             if (s.event === "committed") {
                 committed = s
                 checksSeen = 0

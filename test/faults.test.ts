@@ -259,3 +259,115 @@ describe("faults on the DeviceScript VM", function () {
         assert.equal(rig.outcome(last.flashFile, rc), "new")
     })
 })
+
+describe("power loss and self-test on the DeviceScript VM", function () {
+    let rig: Rig
+    let last: RigRun | undefined
+    let n = 0
+    before(() => {
+        rig = new Rig()
+    })
+    after(async () => {
+        await rig.close()
+    })
+    afterEach(function () {
+        if (!last) return
+        if (this.currentTest?.state === "failed") console.log(last.logs.join("\n"))
+        assert.deepEqual(rig.leaks(last.logs), [], "the token leaked")
+        assert.ok(!last.logs.some(l => l.startsWith("vm: panic")), "the VM panicked")
+        last = undefined
+    })
+
+    async function publish(plan: FaultPlan, kb: number, seed: number) {
+        const repo = `p${++n}`
+        await rig.serve(plan)
+        const img = buildAppImage({ version: "1.1.0", payloadSize: kb * 1024, seed })
+        rig.publish(repo, "v1.1.0", [{ name: "fw-1.1.0-esp32s3.bin", data: img }])
+        return { repo, img }
+    }
+
+    it("a power cut mid-download: after the reboot the update resumes from the last sector in flash, and the check is a 304", async () => {
+        const { repo, img } = await publish({}, 40, 31)
+        const statuses: DeviceStatus[] = []
+        let cut = false
+        last = await rig.run(repo, `${repo}.flash`, {
+            settings: FAST,
+            onStatus: s => statuses.push(s),
+            setup: device =>
+                device.on("boot", (_n: number, server: any) => {
+                    server.flash.beforeChange = () => {
+                        // about half the image in flash: the power goes
+                        if (!cut && server.bytesWritten >= img.length / 2) {
+                            cut = true
+                            device.powerCut()
+                            throw new Error("power cut")
+                        }
+                    }
+                }),
+        })
+        assert.equal(last.result.result, "updated", JSON.stringify(last.result))
+        assert.equal(rig.outcome(last.flashFile, img), "new")
+        const resumed = statuses.find(s => s.event === "resumed")
+        assert.ok(resumed && resumed.offset >= 16384 && resumed.offset % 4096 === 0, JSON.stringify(resumed))
+        // what was in flash before the cut is not fetched again
+        const fetched = rig.server.stats.bodyBytes.storage
+        assert.ok(fetched <= img.length + 8192 + 4096, `fetched ${fetched} for ${img.length}`)
+        // the ETag survived the power cut: the first check after it was answered 304
+        const api = rig.server.requests.filter(q => q.origin === "api" && /releases\/latest$/.test(q.url))
+        assert.equal(api[1].status, 304)
+    })
+
+    it("a power cut between commit and reboot boots the new image, which confirms itself", async () => {
+        const { repo, img } = await publish({}, 12, 32)
+        let device: any
+        last = await rig.run(repo, `${repo}.flash`, {
+            settings: FAST,
+            setup: d => (device = d),
+            onStatus: s => s.event === "committed" && device.powerCut(),
+        })
+        assert.equal(last.result.result, "updated", JSON.stringify(last.result))
+        assert.equal(last.result.confirmed, true)
+        assert.equal(rig.outcome(last.flashFile, img), "new")
+    })
+
+    it("a power cut before the new image confirms rolls back, and the update runs again", async () => {
+        const { repo, img } = await publish({}, 12, 33)
+        let cutOnce = false
+        last = await rig.run(repo, `${repo}.flash`, {
+            settings: FAST,
+            setup: device =>
+                device.on("boot", (_n: number, server: any) => {
+                    if (server.pendingVerify && !cutOnce) {
+                        cutOnce = true
+                        setImmediate(() => device.powerCut())
+                    }
+                }),
+        })
+        assert.ok(cutOnce)
+        assert.equal(last.result.result, "updated", JSON.stringify(last.result))
+        assert.equal(rig.outcome(last.flashFile, img), "new")
+        assert.ok(last.device.boots >= 4, `boots ${last.device.boots}`)
+    })
+
+    it("a new image that cannot reach the release API within SELFTEST_S rejects itself and the old one boots", async () => {
+        const plan: FaultPlan = {}
+        const { repo, img } = await publish(plan, 12, 34)
+        const statuses: DeviceStatus[] = []
+        let failedAt = 0
+        last = await rig.run(repo, `${repo}.flash`, {
+            settings: { ...FAST, SELFTEST_S: 2 },
+            allowErrors: true,
+            onStatus: s => {
+                statuses.push(s)
+                // the API goes down as soon as the new image is committed
+                if (s.event === "committed") plan.errors5xx = { origin: "api", status: 503, count: 1_000_000 }
+                if (s.event === "self-test-failed") failedAt = s.boot
+            },
+            until: s => (failedAt && s.boot > failedAt ? { result: "rolled-back" } : undefined),
+        })
+        assert.equal(last.result.result, "rolled-back", JSON.stringify(last.result))
+        assert.ok(statuses.some(s => s.event === "self-test-failed" && s.version === "1.1.0"))
+        assert.ok(!statuses.some(s => s.event === "confirmed"))
+        assert.equal(rig.outcome(last.flashFile, img), "old")
+    })
+})
