@@ -94,8 +94,10 @@ export class SimDevice extends EventEmitter {
 
     async stop() {
         this.stopped = true
+        const flash = this.server?.flash
         this.shutdown()
         await this.bus.stop()
+        flash?.close()
     }
 
     private shutdown() {
@@ -169,7 +171,9 @@ export class SimDevice extends EventEmitter {
     private async reboot() {
         if (this.stopped) return
         this.log(`device: reboot`)
+        const flash = this.server?.flash
         this.shutdown()
+        flash?.close()
         await this.boot()
     }
 

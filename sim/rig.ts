@@ -11,7 +11,7 @@ import { startReleaseServer, writeRelease, ReleaseServer, FaultPlan } from "../t
 import { SimDevice } from "./device-sim"
 import { SimFlash } from "./flash"
 import { buildProgram } from "./program"
-import { bootedImage, createFlash, deviceSettings, runOnce, RunOnceOptions, RunResult } from "./run-once"
+import { bootedImage, createFlash, deviceSettings, oldImage, runOnce, RunOnceOptions, RunResult } from "./run-once"
 
 export const OWNER = "acme"
 export const TOKEN = "github_pat_rig_test_token"
@@ -34,6 +34,8 @@ export interface RunOptions extends RunOnceOptions {
     keepFlash?: boolean
 }
 
+const OLD_IMAGE_SHA256 = createHash("sha256").update(oldImage("1.0.0")).digest("hex")
+
 /** What the flash boots: the old image, exactly the new one, or anything else. */
 export type Outcome = "new" | "old" | "bricked"
 
@@ -42,9 +44,10 @@ export class Rig {
     server!: ReleaseServer
     readonly bytecode: Buffer
 
-    constructor() {
+    /** `bytecode`: the device program (default: src/main.ts, built now). */
+    constructor(bytecode?: Buffer) {
         this.dir = mkdtempSync(join(tmpdir(), "ota-rig-"))
-        this.bytecode = buildProgram({ skip: !!process.env.OTA_SKIP_BUILD })
+        this.bytecode = bytecode ?? buildProgram({ skip: !!process.env.OTA_SKIP_BUILD })
     }
 
     get releases() {
@@ -84,10 +87,15 @@ export class Rig {
         return { result, flashFile, logs, device }
     }
 
-    /** Which image the flash boots, compared with the old (1.0.0) and the new image. */
+    /** Which image the flash boots: exactly the old one (1.0.0 as createFlash wrote it), exactly `image`, or anything else. */
     outcome(flashFile: string, image: Buffer): Outcome {
-        const booted = bootedImage(flashFile)
-        if (booted.version === "1.0.0" && booted.slot === "ota_0" && !booted.pendingVerify) return "old"
+        let booted: ReturnType<typeof bootedImage>
+        try {
+            booted = bootedImage(flashFile)
+        } catch {
+            return "bricked" // nothing bootable
+        }
+        if (booted.slot === "ota_0" && !booted.pendingVerify && booted.sha256 === OLD_IMAGE_SHA256) return "old"
         const sha = createHash("sha256").update(image).digest("hex")
         if (booted.sha256 === sha) {
             // the slot holds exactly the asset's bytes

@@ -47,19 +47,28 @@ export function deviceSettings(s: UpdateSettings): Record<string, string | numbe
 
 /** A new flash file with an image of `version` in ota_0, as a factory would flash it. */
 export function createFlash(file: string, version: string, payloadSize = 64 * 1024) {
-    SimFlash.createWithImage(file, buildAppImage({ version, payloadSize, projectName: "devicescript-ota" }))
+    SimFlash.createWithImage(file, oldImage(version, payloadSize))
+}
+
+/** The factory image createFlash puts in ota_0 (deterministic). */
+export function oldImage(version: string, payloadSize = 64 * 1024) {
+    return buildAppImage({ version, payloadSize, projectName: "devicescript-ota" })
 }
 
 /** Slot, version and SHA-256 of the image the flash boots now. */
 export function bootedImage(file: string) {
     const flash = SimFlash.open(file)
-    const boot = peekBoot(flash)
-    const image = flash.readImage(boot.slot)
-    return {
-        slot: boot.label,
-        version: boot.version,
-        pendingVerify: boot.pendingVerify,
-        sha256: createHash("sha256").update(image).digest("hex"),
+    try {
+        const boot = peekBoot(flash)
+        const image = flash.readImage(boot.slot)
+        return {
+            slot: boot.label,
+            version: boot.version,
+            pendingVerify: boot.pendingVerify,
+            sha256: createHash("sha256").update(image).digest("hex"),
+        }
+    } finally {
+        flash.close()
     }
 }
 

@@ -10,7 +10,7 @@ import { URL } from "@devicescript/net"
 import { GithubConfig, GithubError, apiError, apiOptions } from "./github"
 import { Backoff } from "./backoff"
 
-/** Bytes asked for in one Range request, and the most held in memory at once. */
+/** Bytes asked for in one Range request: what may arrive into the VM at once. */
 export const CHUNK_BYTES = 8192
 /** Consecutive failed attempts (no byte gained) before the download gives up. */
 export const MAX_FAILURES = 6
@@ -18,14 +18,12 @@ const MAX_REDIRECTS = 5
 const STORAGE_KEEP = ["content-range", "content-type"]
 
 /**
- * Called with consecutive pieces of the asset: bytes [offset, offset + length) are
- * data[0, length). Resolves when they are stored; `data` is reused afterwards.
+ * Where asset bytes go, in order: data[from, to) are the next bytes. Resolves once
+ * they are held (the OTA service's ImageWriter).
  */
-export type ChunkSink = (offset: number, data: Buffer, length: number) => Promise<void>
-
-// One chunk buffer for the program's life: allocated once, before the heap is
-// fragmented (a large allocation can fail with plenty of free heap in small pieces).
-let chunkBuffer: Buffer
+export interface ByteSink {
+    push(data: Buffer, from: number, to: number): Promise<void>
+}
 
 /** What a download cost, for status lines and the benchmark. */
 export interface DownloadStats {
@@ -50,8 +48,7 @@ export class DownloadError extends Error {
 export class AssetDownload {
     stats: DownloadStats = { requests: 0, bytesFetched: 0, retries: 0, rangeIgnored: false }
     private location: string // signed storage URL from the last redirect
-    private buf: Buffer
-    private got = 0 // bytes of the current chunk in buf
+    private got = 0 // bytes of the current request passed on
 
     constructor(
         private cfg: GithubConfig,
@@ -61,44 +58,34 @@ export class AssetDownload {
         // The asset URL comes from the API's JSON: never send the token elsewhere.
         if (originOf(new URL(assetUrl)) !== originOf(new URL(cfg.api)))
             throw new GithubError("github asset: url is not on the API origin (GITHUB_API)", 0)
-        if (!chunkBuffer) chunkBuffer = Buffer.alloc(CHUNK_BYTES)
-        this.buf = chunkBuffer
     }
 
     /**
-     * Fetches asset bytes [from, size) into `sink`, in order, at most CHUNK_BYTES at a
-     * time. A dropped connection, a timeout or a 5xx is retried from the first byte
-     * the sink has not stored, with capped exponential backoff and jitter; an expired
+     * Fetches asset bytes [from, size) into `sink`, in order, in Range requests of
+     * CHUNK_BYTES. A dropped connection, a timeout or a 5xx is retried from the first
+     * byte not passed on yet, with capped exponential backoff and jitter; an expired
      * signed URL (403/400 from storage) goes back to the API for a new one. Throws
-     * DownloadError, GithubError or the sink's error when it cannot go on.
+     * DownloadError, RedirectError, GithubError or the sink's error when it cannot go on.
      */
-    async run(sink: ChunkSink, from: number) {
+    async run(sink: ByteSink, from: number) {
         let offset = from
         const backoff = new Backoff(1000, 30000)
         let failures = 0
         while (offset < this.size) {
+            const n = Math.min(CHUNK_BYTES, this.size - offset)
+            this.got = 0
             try {
-                const n = Math.min(CHUNK_BYTES, this.size - offset)
                 const res = await this.get(offset, n)
-                this.got = 0
-                let cut: Error = null
                 try {
-                    await this.readChunk(res, offset, n)
-                } catch (e) {
-                    if (e instanceof DownloadError) throw e
-                    cut = e as Error // a drop: the bytes that arrived are kept
-                    await res.close()
+                    await this.readChunk(res, offset, n, sink)
+                } finally {
+                    offset += this.got
+                    if (this.got) {
+                        failures = 0
+                        backoff.reset()
+                    }
                 }
-                const got = this.got
-                if (got > 0) {
-                    // (the sink's errors are the OTA service's: not retried here)
-                    await sink(offset, this.buf, got)
-                    offset += got
-                    failures = 0
-                    backoff.reset()
-                }
-                if (cut) throw cut
-                if (got < n) throw new Error(`download: connection ended at ${offset} of ${this.size}`)
+                if (this.got < n) throw new Error(`download: connection ended at ${offset} of ${this.size}`)
             } catch (e) {
                 if (!this.retryable(e)) throw e
                 if (++failures > MAX_FAILURES) throw e
@@ -154,9 +141,9 @@ export class AssetDownload {
         throw apiError(res, "asset")
     }
 
-    // Copies asset bytes [offset, offset+n) into buf, counting them in `got`, so that
-    // what arrived before a drop is kept.
-    private async readChunk(res: HttpResponse, offset: number, n: number) {
+    // Passes asset bytes [offset, offset+n) of a response on to `sink` as they arrive,
+    // counting them in `got`, so that what arrived before a drop is kept.
+    private async readChunk(res: HttpResponse, offset: number, n: number, sink: ByteSink) {
         let skip = 0
         const type = res.header("content-type") || ""
         if (type.startsWith("text/html")) {
@@ -172,9 +159,8 @@ export class AssetDownload {
                 )
             }
         } else {
-            // 200: the whole asset from byte 0. The VM cannot hold it (no receive
-            // backpressure), so the body is read up to the end of this chunk and the
-            // connection closed.
+            // 200: the whole asset from byte 0. The VM has no receive backpressure, so
+            // the body is read up to the end of this chunk and the connection closed.
             const length = res.header("content-length")
             if (length !== undefined && parseInt(length) !== this.size) {
                 await res.close()
@@ -184,25 +170,30 @@ export class AssetDownload {
             this.stats.rangeIgnored = true
             skip = offset
         }
-        for (;;) {
-            const piece = await res.read()
-            if (piece === null) break
-            this.stats.bytesFetched += piece.length
-            let from = 0
-            if (skip) {
-                from = Math.min(skip, piece.length)
-                skip -= from
+        try {
+            for (;;) {
+                const piece = await res.read()
+                if (piece === null) break
+                this.stats.bytesFetched += piece.length
+                let from = 0
+                if (skip) {
+                    from = Math.min(skip, piece.length)
+                    skip -= from
+                }
+                const k = Math.min(piece.length - from, n - this.got)
+                if (k > 0) {
+                    await sink.push(piece, from, from + k)
+                    this.got += k
+                }
+                if (this.got === n && !skip) {
+                    if (res.status === 200) await res.close()
+                    else await res.drain()
+                    break
+                }
             }
-            const k = Math.min(piece.length - from, n - this.got)
-            if (k > 0) {
-                this.buf.blitAt(this.got, piece, from, k)
-                this.got += k
-            }
-            if (this.got === n && !skip) {
-                if (res.status === 200) await res.close()
-                else await res.drain()
-                break
-            }
+        } catch (e) {
+            await res.close()
+            throw e
         }
     }
 }

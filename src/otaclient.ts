@@ -100,44 +100,9 @@ export class OtaClient {
         return { slot: r.getAt(1, "u8"), nextOffset: r.length >= 12 ? r.getAt(8, "u32") : 0 }
     }
 
-    /**
-     * Writes `data` (its first `length` bytes, default all) at image offset `offset`, resending whatever was not acknowledged,
-     * and returns when the service has acknowledged every byte of it.
-     */
-    async write(offset: number, data: Buffer, length?: number) {
-        const end = offset + (length === undefined ? data.length : length)
-        let acked = offset
-        let sent = offset
-        let retries = 0
-        while (acked < end) {
-            while (sent < end && sent - acked < WINDOW * WRITE_BYTES) {
-                const n = Math.min(WRITE_BYTES, end - sent)
-                const payload = Buffer.alloc(4 + n)
-                payload.setAt(0, "u32", sent)
-                payload.blitAt(4, data, sent - offset, n)
-                await this.role.sendCommand(CMD_WRITE, payload)
-                sent += n
-            }
-            const r = await this.report(CMD_WRITE)
-            if (!r) {
-                // Lost writes or reports: go back to the last acknowledged offset.
-                if (++retries > RETRIES) throw new OtaError("timeout", "write")
-                sent = acked
-                continue
-            }
-            const next = r.getAt(0, "u32")
-            const err = r.getAt(4, "u8")
-            if (err === ds.OtaUpdaterError.BadOffset) {
-                // bad_offset: resume where the service says, if that is in this piece.
-                if (next < offset || next > end) throw new OtaError("bad_offset", "write")
-                acked = sent = next
-            } else if (err !== ds.OtaUpdaterError.None) {
-                throw new OtaError(otaErrorName(err), "write")
-            } else if (next > acked) {
-                acked = next
-                retries = 0
-            }
-        }
+    /** A writer that streams image bytes from `from` to `end` into this update. */
+    writer(from: number, end: number) {
+        return new ImageWriter(this, from, end)
     }
 
     /** Validates the image and selects it for the next boot. Returns the slot. */
@@ -172,7 +137,7 @@ export class OtaClient {
         for (let i = 0; i <= RETRIES; i++) {
             this.queue = []
             await this.role.sendCommand(cmd, payload)
-            const r = await this.report(cmd, timeout)
+            const r = await this._report(cmd, timeout)
             if (!r) continue
             const err = r.getAt(0, "u8")
             if (err) throw new OtaError(otaErrorName(err), what)
@@ -181,9 +146,9 @@ export class OtaClient {
         throw new OtaError("timeout", what)
     }
 
-    // Waits for the next report of command `cmd`; undefined on timeout.
-    private async report(cmd: number, timeout?: number): Promise<Buffer> {
-        const until = ds.millis() + (timeout || REPORT_TIMEOUT_MS)
+    /** Waits for the next report of command `cmd` (0 ms: only those already queued); undefined on timeout. */
+    async _report(cmd: number, timeout?: number): Promise<Buffer> {
+        const until = ds.millis() + (timeout === undefined ? REPORT_TIMEOUT_MS : timeout)
         for (;;) {
             while (this.queue.length) {
                 const pkt = this.queue.shift()
@@ -192,6 +157,104 @@ export class OtaClient {
             const left = until - ds.millis()
             if (left <= 0) return undefined
             if ((await ds.wait(this.arrived, left)) === undefined) return undefined
+        }
+    }
+}
+
+// Image bytes not acknowledged yet are held for resending: a window of writes plus
+// the partial write being filled.
+const RING_BYTES = (WINDOW + 1) * WRITE_BYTES
+
+/**
+ * Streams image bytes into the update as they arrive, in full 232-byte writes with up
+ * to WINDOW writes in flight, whatever the size of the pieces pushed: memory is one
+ * small ring of unacknowledged bytes, not a chunk of the image. The service's
+ * `next_offset` reports are the acknowledgements; a lost write or report is resent
+ * from the last acknowledged byte. Throws OtaError when the service refuses a write
+ * or stops answering.
+ */
+export class ImageWriter {
+    /** image offset up to which the service acknowledged */
+    acked: number
+    /** image offset up to which bytes were pushed: where a download goes on */
+    filled: number
+    private sent: number
+    private retries = 0
+    private ring = Buffer.alloc(RING_BYTES)
+
+    constructor(
+        private client: OtaClient,
+        from: number,
+        readonly end: number
+    ) {
+        this.acked = this.sent = this.filled = from
+    }
+
+    /** Appends data[from, to) at image offset `filled`; returns once it is held. */
+    async push(data: Buffer, from: number, to: number) {
+        let i = from
+        while (i < to) {
+            const room = RING_BYTES - (this.filled - this.acked)
+            if (room <= 0) {
+                await this.pump(true, false)
+                continue
+            }
+            const at = this.filled % RING_BYTES
+            // (Math.min of the VM takes two arguments: a third is ignored)
+            const n = Math.min(Math.min(to - i, room), RING_BYTES - at)
+            this.ring.blitAt(at, data, i, n)
+            this.filled += n
+            i += n
+            await this.pump(false, false)
+        }
+    }
+
+    /** Sends what is held and returns when the service acknowledged all of it. */
+    async flush() {
+        while (this.acked < this.filled) await this.pump(true, true)
+    }
+
+    // Sends full writes while the window has room (the last partial one only at the end
+    // of the image or when flushing), then takes the reports that arrived; with `wait`,
+    // waits for at least one.
+    private async pump(wait: boolean, tail: boolean) {
+        while (this.sent - this.acked < WINDOW * WRITE_BYTES) {
+            const n = Math.min(WRITE_BYTES, this.filled - this.sent)
+            if (n <= 0 || (n < WRITE_BYTES && !tail && this.filled < this.end)) break
+            const payload = Buffer.alloc(4 + n)
+            payload.setAt(0, "u32", this.sent)
+            const at = this.sent % RING_BYTES
+            const first = Math.min(n, RING_BYTES - at)
+            payload.blitAt(4, this.ring, at, first)
+            if (first < n) payload.blitAt(4 + first, this.ring, 0, n - first)
+            await this.client.role.sendCommand(CMD_WRITE, payload)
+            this.sent += n
+        }
+        let timeout = wait ? REPORT_TIMEOUT_MS : 0
+        for (;;) {
+            const r = await this.client._report(CMD_WRITE, timeout)
+            if (!r) {
+                if (!timeout) return
+                // Lost writes or reports: go back to the last acknowledged offset.
+                if (++this.retries > RETRIES) throw new OtaError("timeout", "write")
+                this.sent = this.acked
+                return
+            }
+            timeout = 0 // got one: take the others already queued, without waiting
+            const next = r.getAt(0, "u32")
+            const err = r.getAt(4, "u8")
+            if (err === ds.OtaUpdaterError.BadOffset) {
+                // writes were lost: resume where the service says, from the held bytes
+                if (next < this.acked || next > this.filled) throw new OtaError("bad_offset", "write")
+                this.acked = this.sent = next
+            } else if (err !== ds.OtaUpdaterError.None) {
+                throw new OtaError(otaErrorName(err), "write")
+            } else if (next > this.acked && next <= this.filled) {
+                // (after a resend, the service may already have more than was resent)
+                this.acked = next
+                if (this.sent < next) this.sent = next
+                this.retries = 0
+            }
         }
     }
 }

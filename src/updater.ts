@@ -94,12 +94,15 @@ export class Updater {
         if (begun.nextOffset) status("resumed", { to: tag, offset: begun.nextOffset, bytes: asset.size })
         const progress = new Progress(asset.size)
         const download = new AssetDownload(this.cfg, asset.url, asset.size)
+        const writer = this.ota.writer(begun.nextOffset, asset.size)
         try {
-            const ota = this.ota // closures cannot capture `this` in DeviceScript
-            await download.run(async (offset, data, length) => {
-                await ota.write(offset, data, length)
-                progress.update(offset + length)
+            await download.run({
+                push: async (data: Buffer, from: number, to: number) => {
+                    await writer.push(data, from, to)
+                    progress.update(writer.filled)
+                },
             }, begun.nextOffset)
+            await writer.flush()
             await this.ota.commit()
         } catch (e) {
             // Leave the service idle; the running image stays the boot image.
