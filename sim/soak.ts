@@ -7,24 +7,13 @@
 // and a summary; exits 1 when any run was bricked or leaked.
 import { parseArgs } from "node:util"
 import { buildAppImage } from "../tools/esp-image"
+import { unitRandom } from "../tools/prng"
 import type { FaultPlan } from "../tools/release-server"
 import type { OtaUpdaterServer } from "./ota-server"
 import type { FlashOp } from "./flash"
 import type { DeviceStatus, SimDevice } from "./device-sim"
 import { buildProgram } from "./program"
 import { Rig, Outcome } from "./rig"
-
-/** mulberry32: a small seeded PRNG, [0, 1). */
-export function prng(seed: number) {
-    let a = seed >>> 0
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0
-        let t = a
-        t = Math.imul(t ^ (t >>> 15), t | 1)
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    }
-}
 
 type Cut = "none" | "before-download" | "during-download" | "during-commit" | "after-commit" | "before-confirm"
 const CUTS: Cut[] = ["before-download", "during-download", "during-commit", "after-commit", "before-confirm"]
@@ -69,7 +58,7 @@ export interface SoakSummary {
 
 /** The random plan of run `run` of a soak seeded with `seed` (the same every time). */
 export function soakPlan(seed: number, run: number): SoakPlan {
-    const rnd = prng(seed * 1_000_003 + run)
+    const rnd = unitRandom(seed * 1_000_003 + run)
     const pick = <T>(xs: T[]) => xs[Math.floor(rnd() * xs.length)]
     const size = (8 + Math.floor(rnd() * 17)) * 1024 // 8..24 KB of payload
     const approx = size + 256
@@ -139,7 +128,7 @@ export async function soakRun(plan: SoakPlan, bytecode: Buffer): Promise<SoakRun
     const t0 = Date.now()
     const rig = new Rig(bytecode)
     const image = buildAppImage({ version: "1.1.0", payloadSize: plan.size, seed: plan.run + 1 })
-    const rnd = prng(plan.seed ^ (plan.run * 7919))
+    const rnd = unitRandom(plan.seed ^ (plan.run * 7919))
     try {
         await rig.serve(plan.faults)
         rig.publish("soak", "v1.1.0", [{ name: "fw-1.1.0-esp32s3.bin", data: image }])

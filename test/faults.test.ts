@@ -11,39 +11,47 @@ import type { DeviceStatus } from "../sim/device-sim"
 
 const FAST = { HTTP_IDLE_MS: 1500, HTTP_HEAD_MS: 3000, HTTP_CONN_MS: 3000 }
 
-describe("faults on the DeviceScript VM", function () {
-    let rig: Rig
-    let last: RigRun | undefined
-    let n = 0
-
+/**
+ * A rig for the tests of one describe block; after each test, the run in `t.last`
+ * must not have leaked the token or panicked the VM (its log is printed on failure).
+ */
+function withRig() {
+    const t: { rig: Rig; last?: RigRun } = { rig: undefined as unknown as Rig }
     before(() => {
-        rig = new Rig()
+        t.rig = new Rig()
     })
     after(async () => {
-        await rig.close()
+        await t.rig.close()
     })
     afterEach(function () {
+        const last = t.last
         if (!last) return
+        t.last = undefined
         if (this.currentTest?.state === "failed") console.log(last.logs.join("\n"))
-        assert.deepEqual(rig.leaks(last.logs), [], "the token leaked")
+        assert.deepEqual(t.rig.leaks(last.logs), [], "the token leaked")
         assert.ok(!last.logs.some(l => l.startsWith("vm: panic")), "the VM panicked")
-        last = undefined
     })
+    return t
+}
+
+describe("faults on the DeviceScript VM", function () {
+    const t = withRig()
+    let n = 0
 
     /** Publishes `image` as v1.1.0 of a new repo, serves `plan`, runs the device. */
     async function update(plan: FaultPlan, image: Buffer, o: RunOptions = {}) {
         const repo = `r${++n}`
-        await rig.serve(plan)
-        rig.publish(repo, "v1.1.0", [{ name: "fw-1.1.0-esp32s3.bin", data: image }])
+        await t.rig.serve(plan)
+        t.rig.publish(repo, "v1.1.0", [{ name: "fw-1.1.0-esp32s3.bin", data: image }])
         const statuses: DeviceStatus[] = []
-        last = await rig.run(repo, `${repo}.flash`, {
+        t.last = await t.rig.run(repo, `${repo}.flash`, {
             ...o,
             settings: { ...FAST, ...(o.settings ?? {}) },
             onStatus: s => statuses.push(s),
         })
-        const outcome: Outcome = rig.outcome(last.flashFile, image)
+        const outcome: Outcome = t.rig.outcome(t.last.flashFile, image)
         const committed = statuses.find(s => s.event === "committed")
-        return { r: last.result, outcome, statuses, committed, logs: last.logs }
+        return { r: t.last.result, outcome, statuses, committed, logs: t.last.logs }
     }
 
     const image = (kb: number, seed: number) => buildAppImage({ version: "1.1.0", payloadSize: kb * 1024, seed })
@@ -64,7 +72,7 @@ describe("faults on the DeviceScript VM", function () {
     it("input 1: a 302 with a 1,912-byte Location and a ~9 KB header block, on every response", async () => {
         const x = await update({ headerBloat: { origins: ["api", "storage"] } }, image(24, 1))
         assertUpdated(x)
-        const redirect = rig.server.requests.find(q => q.origin === "api" && q.status === 302)
+        const redirect = t.rig.server.requests.find(q => q.origin === "api" && q.status === 302)
         assert.ok(redirect, "the asset URL redirected")
     })
 
@@ -112,7 +120,7 @@ describe("faults on the DeviceScript VM", function () {
         assertUpdated(x)
         assert.equal(plan.drops!.length, 0, "every drop fired")
         assert.ok(x.committed!.retries >= 5, `retries ${x.committed!.retries}`)
-        const ratio = rig.server.stats.bodyBytes.storage / img.length
+        const ratio = t.rig.server.stats.bodyBytes.storage / img.length
         assert.ok(ratio <= 1.1, `fetched ${ratio.toFixed(3)}x the image`)
         assert.ok(x.committed!.fetched / img.length <= 1.1)
     })
@@ -151,7 +159,7 @@ describe("faults on the DeviceScript VM", function () {
         const plan: FaultPlan = {}
         const timer = setInterval(() => {
             // once a few chunks came from storage, every URL handed out so far expires
-            if (rig.server && rig.server.requests.filter(q => q.origin === "storage").length >= 2) {
+            if (t.rig.server && t.rig.server.requests.filter(q => q.origin === "storage").length >= 2) {
                 plan.expireSignedUrls = true
                 clearInterval(timer)
             }
@@ -159,9 +167,9 @@ describe("faults on the DeviceScript VM", function () {
         const x = await update(plan, img)
         clearInterval(timer)
         assertUpdated(x)
-        const storage = rig.server.requests.filter(q => q.origin === "storage")
+        const storage = t.rig.server.requests.filter(q => q.origin === "storage")
         assert.ok(storage.some(q => q.status === 403), "a request hit the expired URL")
-        assert.ok(rig.server.requests.filter(q => q.origin === "api" && q.status === 302).length >= 2, "a second redirect was fetched")
+        assert.ok(t.rig.server.requests.filter(q => q.origin === "api" && q.status === 302).length >= 2, "a second redirect was fetched")
     })
 
     // --- Range ------------------------------------------------------------------------------
@@ -234,55 +242,41 @@ describe("faults on the DeviceScript VM", function () {
     })
 
     it("a repository that does not exist: a 404 that names the settings", async () => {
-        await rig.serve({})
-        last = await rig.run("no-such-repo", "norepo.flash", { settings: FAST })
-        assert.equal(last.result.result, "error")
-        assert.match(last.result.error, /HTTP 404 not found: check GITHUB_OWNER and GITHUB_REPO/)
+        await t.rig.serve({})
+        t.last = await t.rig.run("no-such-repo", "norepo.flash", { settings: FAST })
+        assert.equal(t.last.result.result, "error")
+        assert.match(t.last.result.error, /HTTP 404 not found: check GITHUB_OWNER and GITHUB_REPO/)
     })
 
     it("a tag that is not semver stops with a message", async () => {
-        await rig.serve({})
-        rig.publish("nightly", "nightly", [{ name: "fw-esp32s3.bin", data: image(8, 27) }])
-        last = await rig.run("nightly", "nightly.flash", { settings: FAST })
-        assert.equal(last.result.result, "error")
-        assert.match(last.result.error, /release tag 'nightly' is not a semver version/)
+        await t.rig.serve({})
+        t.rig.publish("nightly", "nightly", [{ name: "fw-esp32s3.bin", data: image(8, 27) }])
+        t.last = await t.rig.run("nightly", "nightly.flash", { settings: FAST })
+        assert.equal(t.last.result.result, "error")
+        assert.match(t.last.result.error, /release tag 'nightly' is not a semver version/)
     })
 
     it("the prerelease channel installs the newest release by semver, prereleases included", async () => {
-        await rig.serve({})
+        await t.rig.serve({})
         const rc = buildAppImage({ version: "1.2.0-rc.1", payloadSize: 8192, seed: 28 })
-        rig.publish("channel", "v1.1.0", [{ name: "fw-esp32s3.bin", data: image(8, 29) }])
-        rig.publish("channel", "v1.2.0-rc.1", [{ name: "fw-esp32s3.bin", data: rc }], { prerelease: true })
-        last = await rig.run("channel", "channel.flash", { settings: { ...FAST, OTA_CHANNEL: "prerelease" } })
-        assert.equal(last.result.result, "updated", JSON.stringify(last.result))
-        assert.equal(last.result.to, "1.2.0-rc.1")
-        assert.equal(rig.outcome(last.flashFile, rc), "new")
+        t.rig.publish("channel", "v1.1.0", [{ name: "fw-esp32s3.bin", data: image(8, 29) }])
+        t.rig.publish("channel", "v1.2.0-rc.1", [{ name: "fw-esp32s3.bin", data: rc }], { prerelease: true })
+        t.last = await t.rig.run("channel", "channel.flash", { settings: { ...FAST, OTA_CHANNEL: "prerelease" } })
+        assert.equal(t.last.result.result, "updated", JSON.stringify(t.last.result))
+        assert.equal(t.last.result.to, "1.2.0-rc.1")
+        assert.equal(t.rig.outcome(t.last.flashFile, rc), "new")
     })
 })
 
 describe("power loss and self-test on the DeviceScript VM", function () {
-    let rig: Rig
-    let last: RigRun | undefined
+    const t = withRig()
     let n = 0
-    before(() => {
-        rig = new Rig()
-    })
-    after(async () => {
-        await rig.close()
-    })
-    afterEach(function () {
-        if (!last) return
-        if (this.currentTest?.state === "failed") console.log(last.logs.join("\n"))
-        assert.deepEqual(rig.leaks(last.logs), [], "the token leaked")
-        assert.ok(!last.logs.some(l => l.startsWith("vm: panic")), "the VM panicked")
-        last = undefined
-    })
 
     async function publish(plan: FaultPlan, kb: number, seed: number) {
         const repo = `p${++n}`
-        await rig.serve(plan)
+        await t.rig.serve(plan)
         const img = buildAppImage({ version: "1.1.0", payloadSize: kb * 1024, seed })
-        rig.publish(repo, "v1.1.0", [{ name: "fw-1.1.0-esp32s3.bin", data: img }])
+        t.rig.publish(repo, "v1.1.0", [{ name: "fw-1.1.0-esp32s3.bin", data: img }])
         return { repo, img }
     }
 
@@ -290,7 +284,7 @@ describe("power loss and self-test on the DeviceScript VM", function () {
         const { repo, img } = await publish({}, 40, 31)
         const statuses: DeviceStatus[] = []
         let cut = false
-        last = await rig.run(repo, `${repo}.flash`, {
+        t.last = await t.rig.run(repo, `${repo}.flash`, {
             settings: FAST,
             onStatus: s => statuses.push(s),
             setup: device =>
@@ -305,35 +299,35 @@ describe("power loss and self-test on the DeviceScript VM", function () {
                     }
                 }),
         })
-        assert.equal(last.result.result, "updated", JSON.stringify(last.result))
-        assert.equal(rig.outcome(last.flashFile, img), "new")
+        assert.equal(t.last.result.result, "updated", JSON.stringify(t.last.result))
+        assert.equal(t.rig.outcome(t.last.flashFile, img), "new")
         const resumed = statuses.find(s => s.event === "resumed")
         assert.ok(resumed && resumed.offset >= 16384 && resumed.offset % 4096 === 0, JSON.stringify(resumed))
         // what was in flash before the cut is not fetched again
-        const fetched = rig.server.stats.bodyBytes.storage
+        const fetched = t.rig.server.stats.bodyBytes.storage
         assert.ok(fetched <= img.length + 8192 + 4096, `fetched ${fetched} for ${img.length}`)
         // the ETag survived the power cut: the first check after it was answered 304
-        const api = rig.server.requests.filter(q => q.origin === "api" && /releases\/latest$/.test(q.url))
+        const api = t.rig.server.requests.filter(q => q.origin === "api" && /releases\/latest$/.test(q.url))
         assert.equal(api[1].status, 304)
     })
 
     it("a power cut between commit and reboot boots the new image, which confirms itself", async () => {
         const { repo, img } = await publish({}, 12, 32)
         let device: any
-        last = await rig.run(repo, `${repo}.flash`, {
+        t.last = await t.rig.run(repo, `${repo}.flash`, {
             settings: FAST,
             setup: d => (device = d),
             onStatus: s => s.event === "committed" && device.powerCut(),
         })
-        assert.equal(last.result.result, "updated", JSON.stringify(last.result))
-        assert.equal(last.result.confirmed, true)
-        assert.equal(rig.outcome(last.flashFile, img), "new")
+        assert.equal(t.last.result.result, "updated", JSON.stringify(t.last.result))
+        assert.equal(t.last.result.confirmed, true)
+        assert.equal(t.rig.outcome(t.last.flashFile, img), "new")
     })
 
     it("a power cut before the new image confirms rolls back, and the update runs again", async () => {
         const { repo, img } = await publish({}, 12, 33)
         let cutOnce = false
-        last = await rig.run(repo, `${repo}.flash`, {
+        t.last = await t.rig.run(repo, `${repo}.flash`, {
             settings: FAST,
             setup: device =>
                 device.on("boot", (_n: number, server: any) => {
@@ -344,9 +338,9 @@ describe("power loss and self-test on the DeviceScript VM", function () {
                 }),
         })
         assert.ok(cutOnce)
-        assert.equal(last.result.result, "updated", JSON.stringify(last.result))
-        assert.equal(rig.outcome(last.flashFile, img), "new")
-        assert.ok(last.device.boots >= 4, `boots ${last.device.boots}`)
+        assert.equal(t.last.result.result, "updated", JSON.stringify(t.last.result))
+        assert.equal(t.rig.outcome(t.last.flashFile, img), "new")
+        assert.ok(t.last.device.boots >= 4, `boots ${t.last.device.boots}`)
     })
 
     it("a new image that cannot reach the release API within SELFTEST_S rejects itself and the old one boots", async () => {
@@ -354,7 +348,7 @@ describe("power loss and self-test on the DeviceScript VM", function () {
         const { repo, img } = await publish(plan, 12, 34)
         const statuses: DeviceStatus[] = []
         let failedAt = 0
-        last = await rig.run(repo, `${repo}.flash`, {
+        t.last = await t.rig.run(repo, `${repo}.flash`, {
             settings: { ...FAST, SELFTEST_S: 2 },
             allowErrors: true,
             onStatus: s => {
@@ -365,9 +359,9 @@ describe("power loss and self-test on the DeviceScript VM", function () {
             },
             until: s => (failedAt && s.boot > failedAt ? { result: "rolled-back" } : undefined),
         })
-        assert.equal(last.result.result, "rolled-back", JSON.stringify(last.result))
+        assert.equal(t.last.result.result, "rolled-back", JSON.stringify(t.last.result))
         assert.ok(statuses.some(s => s.event === "self-test-failed" && s.version === "1.1.0"))
         assert.ok(!statuses.some(s => s.event === "confirmed"))
-        assert.equal(rig.outcome(last.flashFile, img), "old")
+        assert.equal(t.rig.outcome(t.last.flashFile, img), "old")
     })
 })

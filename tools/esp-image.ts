@@ -1,6 +1,7 @@
 // ESP app image (the .bin that esp_ota_write takes): parse, validate and build.
 // Layouts follow ESP-IDF esp_app_format.h / esp_app_desc.h and esptool bin_image.py.
 import { createHash } from "node:crypto"
+import { mulberry32 } from "./prng"
 
 /** Image header chip ids (esp_chip_id_t; esptool IMAGE_CHIP_ID). */
 export const CHIP_IDS: Record<string, number> = {
@@ -383,18 +384,6 @@ function planSegments(size: number, hashLen: number, at: Layout): SegmentPlan[] 
     ]
 }
 
-// mulberry32: tiny deterministic PRNG, good enough for filler bytes
-function prng(seed: number): () => number {
-    let a = seed >>> 0
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0
-        let t = a
-        t = Math.imul(t ^ (t >>> 15), t | 1)
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-        return (t ^ (t >>> 14)) >>> 0
-    }
-}
-
 function writeCString(buf: Buffer, off: number, len: number, s: string, field: string) {
     const b = Buffer.from(s, "utf8")
     // ESP-IDF static-asserts these fit with their terminating NUL
@@ -434,7 +423,7 @@ export function buildAppImage(opts: BuildOptions): Buffer {
     buf.writeUInt16LE(99, 17) // max_chip_rev_full v0.99 (CONFIG_ESP_REV_MAX_FULL)
     buf[23] = hashAppended ? 1 : 0
 
-    const next = prng(seed)
+    const next = mulberry32(seed)
     let pos = HEADER_LEN
     const dataRanges: [number, number][] = []
     for (const s of plan) {

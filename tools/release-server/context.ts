@@ -4,6 +4,7 @@
  * plus the request and reply shapes the modules pass to each other.
  */
 import * as crypto from "node:crypto"
+import { unitRandom } from "../prng"
 import type { FaultPlan } from "./faults"
 
 /** Which of the two servers: api.github.com or the storage host. */
@@ -134,7 +135,7 @@ export interface Context {
     storageUrl: string
     faults: FaultPlan
     /** PRNG state, reseeded whenever faults.seed changes */
-    rng: { seed: number | undefined; state: number }
+    rng: { seed: number | undefined; next: () => number }
     requests: RequestRecord[]
     stats: ServerStats
     onRequestDone?: (rec: RequestRecord) => void
@@ -165,7 +166,7 @@ export function createContext(opts: ReleaseServerOptions): Context {
         apiUrl: "",
         storageUrl: "",
         faults: opts.faults ?? {},
-        rng: { seed: undefined, state: 0 },
+        rng: { seed: undefined, next: unitRandom(0) },
         requests: [],
         stats: emptyStats(),
         onRequestDone: opts.onRequestDone,

@@ -10,6 +10,7 @@ import * as http from "node:http"
 import type * as net from "node:net"
 import * as crypto from "node:crypto"
 import { Context, Origin, Reply, WireRequest, reply } from "./context"
+import { unitRandom } from "../prng"
 
 /**
  * Misbehaviour to inject. Every field is optional and read on each request, so a test
@@ -126,16 +127,13 @@ function reseed(ctx: Context): void {
     const seed = ctx.faults.seed ?? 1
     if (ctx.rng.seed !== seed) {
         ctx.rng.seed = seed
-        ctx.rng.state = seed >>> 0
+        ctx.rng.next = unitRandom(seed)
     }
 }
 
 /** Deterministic PRNG (mulberry32) seeded by faults.seed; returns [0, 1). */
 export function random(ctx: Context): number {
-    let t = (ctx.rng.state = (ctx.rng.state + 0x6d2b79f5) >>> 0)
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+    return ctx.rng.next()
 }
 
 /** Integer in [lo, hi] from the PRNG. */
