@@ -129,6 +129,8 @@ class Trace {
             requestToWriteMs: median(boundaries.map(b => b.after)),
             boundaryIdle,
             otherIdle,
+            /** pauses of the writes over 100 ms (retries) */
+            pauses: gaps.filter(g => g > 100),
         }
     }
 }
@@ -428,6 +430,7 @@ async function main() {
         // entry that imports it (the shared .devicescript/bin/bytecode.devs is rewritten by
         // any other build in this tree, e.g. device tests), and the ceiling fixture.
         say(`building the device program (${entry}) and the ceiling fixture`)
+        const program = programName(entry) // before anything can commit meanwhile
         const main = buildProgram({ entry })
         const ceilingCode = buildProgram({ entry: "sim/fixtures/ceiling.tsx" })
         process.env.OTA_SKIP_BUILD = "1" // the rigs run `main`, not what they would read
@@ -563,7 +566,7 @@ async function main() {
         }
 
         const out: string[] = [
-            `Device program: ${programName(entry)}.`,
+            `Device program: ${program}.`,
             "",
             `VM send ceiling: **${fmt(ceiling.kbps, 2)} KB/s** (1 KB = 1024 B), measured at the simulated OTA server: ` +
                 `${ceiling.bytes} B accepted from ${ceiling.writes} back-to-back \`write\` commands of up to 232 B ` +
@@ -620,14 +623,26 @@ async function main() {
             diag.push(
                 `- clean ${sizeName(kb)}: ${a.writes} writes in ${fmt(a.span, 1)} s from the first to the last ` +
                     `(${fmt(kbps(a.bytes, a.span), 2)} KB/s, ${fmt(pct(a.bytes, a.span))}% of the ceiling), one per ${fmt(a.slotMs, 1)} ms ` +
-                    `when flowing; ${a.writes - full} more than ${full} full-size writes; ${a.boundaries} Range requests ` +
-                    `in between, median gap around one ${fmt(a.boundaryGapMs, 0)} ms (last write → request ` +
+                    `when flowing; ${a.writes - full} writes more than the ${full} it takes at 232 B each; ${a.boundaries} Range requests ` +
+                    `arrived between two writes, median gap between those two writes ${fmt(a.boundaryGapMs, 0)} ms (last write → request ` +
                     `${fmt(a.ackToRequestMs, 0)} ms, request → next write ${fmt(a.requestToWriteMs, 0)} ms): ` +
                     `${fmt(a.boundaryIdle, 2)} s idle around requests, ${fmt(a.otherIdle, 2)} s elsewhere; ` +
                     `${fmt(u.flash - a.span, 1)} s of flash s before the first / after the last write.`,
             )
         }
-        if (diag.length) out.push("", "Where the time of the clean updates goes (arrival times of writes and storage requests at the servers):", ...diag)
+        for (const u of runs) {
+            if (!ok(u) || u.kind !== "drops" || !u.trace) continue
+            const p = u.trace.pauses
+            const c = clean.get(u.kb)
+            diag.push(
+                `- 5 drops ${sizeName(u.kb)}: ${p.length} pauses of the writes over 100 ms, ${fmt(sum(p) / 1000, 2)} s in all ` +
+                    `(median ${fmt(median(p), 0)} ms): each drop costs the retry backoff (first delay 0.5–1 s, src/backoff.ts), ` +
+                    `a new connection and a Range request (the simulated VM's Math.random starts from the same seed at every ` +
+                    `power-on, so the jitter repeats from run to run)` +
+                    (c ? `; flash s ${fmt(u.flash - c.flash, 1)} s over the clean run.` : "."),
+            )
+        }
+        if (diag.length) out.push("", "Where the time goes (arrival times of writes and storage requests at the servers):", ...diag)
         if (failures.length) out.push("", `**${failures.length} run(s) FAILED**:`, ...failures.map(f => `- ${f}`))
 
         console.log(`\n${out.join("\n")}\n`)
