@@ -4,7 +4,8 @@
 // simulated device updating 1.0.0 -> 1.1.0 with a small image. Every run must end on
 // a valid image: exactly the new one, or exactly the old one; never anything else,
 // and the token never leaks. Prints the seed, one line per run that did not update,
-// and a summary; exits 1 when any run was bricked or leaked.
+// and a summary; exits 1 when any run was bricked, leaked or panicked the VM. The same
+// seed gives the same fault plans; timing (and so where a cut lands) still varies.
 import { parseArgs } from "node:util"
 import { buildAppImage } from "../tools/esp-image"
 import { unitRandom } from "../tools/prng"
@@ -101,9 +102,13 @@ function armCut(device: SimDevice, plan: SoakPlan, image: Buffer, rnd: () => num
         device.powerCut()
         return true
     }
+    // (not before the program runs: a cut while the factory deploys the program is
+    // outside what an update can protect)
+    device.on("program-start", (_starts: number, boot: number) => {
+        if (!state.cuts && plan.cut === "before-download" && boot === 1) setTimeout(cut, rnd() * 300)
+    })
     device.on("boot", (boot: number, server: OtaUpdaterServer) => {
         if (state.cuts) return
-        if (plan.cut === "before-download" && boot === 1) setTimeout(cut, 50 + rnd() * 300)
         if (plan.cut === "before-confirm" && server.pendingVerify) setTimeout(cut, rnd() * 300)
         if (plan.cut === "during-download" || plan.cut === "during-commit") {
             const otadata = server.flash.otadataPartition()
@@ -185,23 +190,38 @@ export async function soak(o: { runs: number; seed: number; parallel: number; by
     return s
 }
 
+const USAGE = "usage: npm run soak -- [--runs N] [--seed S] [--parallel P]   (defaults: 20 runs, a random seed, 4 at a time)"
+
 async function main() {
-    const { values } = parseArgs({
-        options: {
-            runs: { type: "string", default: "20" },
-            seed: { type: "string" },
-            parallel: { type: "string", default: "4" },
-        },
-    })
-    const seed = values.seed !== undefined ? +values.seed : Math.floor(Math.random() * 1e9)
-    const runs = +values.runs!
+    let values: { runs?: string; seed?: string; parallel?: string; help?: boolean }
+    try {
+        values = parseArgs({
+            options: {
+                runs: { type: "string", default: "20" },
+                seed: { type: "string" },
+                parallel: { type: "string", default: "4" },
+                help: { type: "boolean", short: "h" },
+            },
+        }).values
+    } catch (e) {
+        console.error(`${(e as Error).message}\n${USAGE}`)
+        return 2
+    }
+    const int = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? +v : NaN)
+    const seed = values.seed !== undefined ? int(values.seed) : Math.floor(Math.random() * 1e9)
+    const runs = int(values.runs)
+    const parallel = int(values.parallel)
+    if (values.help || !(runs >= 1) || !(parallel >= 1) || isNaN(seed)) {
+        console.error(USAGE)
+        return values.help ? 0 : 2
+    }
     console.log(`soak: ${runs} runs, seed ${seed} (npm run soak -- --runs ${runs} --seed ${seed})`)
     const bytecode = buildProgram()
     let done = 0
     const summary = await soak({
         runs,
         seed,
-        parallel: +values.parallel!,
+        parallel,
         bytecode,
         onRun: r => {
             done++
@@ -215,12 +235,12 @@ async function main() {
     })
     const { failures, byKind, ...totals } = summary
     console.log(`soak: ${JSON.stringify(totals)}`)
-    console.log(`soak: faults by kind ${JSON.stringify(byKind)}`)
+    console.log(`soak: faults and power cuts by kind ${JSON.stringify(byKind)}`)
     console.log(
         `| runs | faults injected | power cuts | updated | kept old image | bricked | leaks | VM panics | seed | time |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n` +
             `| ${summary.runs} | ${summary.faults} | ${summary.powerCuts} | ${summary.updated} | ${summary.old} | ${summary.bricked} | ${summary.leaks} | ${summary.panics} | ${seed} | ${summary.seconds} s |`
     )
-    return summary.bricked || summary.leaks ? 1 : 0
+    return summary.bricked || summary.leaks || summary.panics ? 1 : 0
 }
 
 if (require.main === module)

@@ -23,6 +23,10 @@ const STORAGE_KEEP = ["content-range", "content-type"]
  */
 export interface ByteSink {
     push(data: Buffer, from: number, to: number): Promise<void>
+    /** bytes push() takes now without waiting */
+    room(): number
+    /** resolves when everything pushed is stored (room() is then at its largest) */
+    flush(): Promise<void>
 }
 
 /** What a download cost, for status lines and the benchmark. */
@@ -72,12 +76,17 @@ export class AssetDownload {
         const backoff = new Backoff(1000, 30000)
         let failures = 0
         while (offset < this.size) {
-            const n = Math.min(CHUNK_BYTES, this.size - offset)
+            // A storage host that ignores Range keeps sending after our chunk, and the VM
+            // cannot hold it: a chunk is then only what the sink takes at once, read off
+            // the socket at full speed before the connection is closed.
+            if (this.stats.rangeIgnored) await sink.flush()
+            let n = Math.min(CHUNK_BYTES, this.size - offset)
+            if (this.stats.rangeIgnored) n = Math.min(n, sink.room())
             this.got = 0
             try {
                 const res = await this.get(offset, n)
                 try {
-                    await this.readChunk(res, offset, n, sink)
+                    n = await this.readChunk(res, offset, n, sink)
                 } finally {
                     offset += this.got
                     if (this.got) {
@@ -142,8 +151,9 @@ export class AssetDownload {
     }
 
     // Passes asset bytes [offset, offset+n) of a response on to `sink` as they arrive,
-    // counting them in `got`, so that what arrived before a drop is kept.
-    private async readChunk(res: HttpResponse, offset: number, n: number, sink: ByteSink) {
+    // counting them in `got`, so that what arrived before a drop is kept. Returns how
+    // many bytes it went for (fewer than n from a host that ignores Range).
+    private async readChunk(res: HttpResponse, offset: number, n: number, sink: ByteSink): Promise<number> {
         let skip = 0
         const type = res.header("content-type") || ""
         if (type.startsWith("text/html")) {
@@ -160,7 +170,9 @@ export class AssetDownload {
             }
         } else {
             // 200: the whole asset from byte 0. The VM has no receive backpressure, so
-            // the body is read up to the end of this chunk and the connection closed.
+            // the body is read up to the end of this chunk (no more than the sink takes
+            // at once) and the connection closed.
+            n = Math.min(n, sink.room())
             const length = res.header("content-length")
             if (length !== undefined && parseInt(length) !== this.size) {
                 await res.close()
@@ -195,5 +207,6 @@ export class AssetDownload {
             await res.close()
             throw e
         }
+        return n
     }
 }

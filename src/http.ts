@@ -7,7 +7,7 @@
 // origin.
 import * as ds from "@devicescript/core"
 import { Socket, URL, connect } from "@devicescript/net"
-import { ResponseParser, buildRequest } from "./httpparse"
+import { ResponseParser, requestHead } from "./httpparse"
 
 // Data is fed to the parser in pieces this large at most, and the fiber really yields
 // every YIELD_BYTES or YIELD_PIECES: awaiting data that is already queued does not
@@ -279,8 +279,21 @@ export async function request(
     }
 }
 
+// The last URL parsed: the chunks of a download all go to one signed URL of ~2 KB,
+// which is parsed (and its pieces allocated) once, not once per request.
+let lastUrl: string
+let lastParsed: URL
+
+function parse(urlString: string) {
+    if (urlString !== lastUrl) {
+        lastParsed = new URL(urlString)
+        lastUrl = urlString
+    }
+    return lastParsed
+}
+
 async function requestOnce(urlString: string, options: RequestOptions): Promise<HttpResponse> {
-    const url = new URL(urlString)
+    const url = parse(urlString)
     const method = options.method || "GET"
     const headers: [string, string][] = [
         ["Host", url.host()],
@@ -290,7 +303,7 @@ async function requestOnce(urlString: string, options: RequestOptions): Promise<
     if (options.headers) for (const h of options.headers) headers.push(h)
     if (options.authorization && options.authOrigin === originOf(url))
         headers.push(["Authorization", options.authorization])
-    const head = buildRequest(method, url.path(), headers)
+    const head = requestHead(method, url.pathname, url.search, headers)
     const keep = ["location"]
     if (options.keep) for (const k of options.keep) keep.push(k)
 
@@ -312,13 +325,13 @@ async function requestOnce(urlString: string, options: RequestOptions): Promise<
 
 async function exchange(
     conn: Connection,
-    head: string,
+    head: string[],
     method: string,
     keep: string[],
     options: RequestOptions
 ): Promise<HttpResponse> {
     httpStats.requests++
-    await conn.socket.send(head)
+    for (const piece of head) if (piece.length) await conn.socket.send(piece)
     let res: HttpResponse
     const parser = new ResponseParser((data: Buffer) => res._push(data), {
         noBody: method === "HEAD",

@@ -435,16 +435,33 @@ export function buildRequest(
     path: string,
     headers: [string, string][]
 ): string {
+    const q = path ? path.indexOf("?") : -1
+    const pieces = requestHead(method, q < 0 ? path : path.slice(0, q), q < 0 ? "" : path.slice(q), headers)
+    return pieces[0] + pieces[1] + pieces[2] + pieces[3]
+}
+
+/**
+ * buildRequest in four pieces to send one after the other: "METHOD ", the path,
+ * the query, and " HTTP/1.1" with the header lines. No string as long as a signed
+ * storage URL (~2 KB) is built: in a fragmented heap such an allocation fails long
+ * before the heap is full.
+ */
+export function requestHead(
+    method: string,
+    pathname: string,
+    search: string,
+    headers: [string, string][]
+): string[] {
     if (!isToken(method)) throw err(`bad method '${method}'`)
-    if (!path || !path.length || hasControl(path, false))
-        throw err(`bad request target '${path}'`)
-    let r = `${method} ${path} HTTP/1.1\r\n`
+    if (!pathname || !pathname.length || hasControl(pathname, false) || hasControl(search, false))
+        throw err(`bad request target '${pathname}${search}'`)
+    let r = " HTTP/1.1\r\n"
     for (const h of headers) {
         if (!isToken(h[0])) throw err(`bad header name '${h[0]}'`)
         if (hasControl(h[1], true)) throw err(`bad value for header ${h[0]}`)
         r += `${h[0]}: ${h[1]}\r\n`
     }
-    return r + "\r\n"
+    return [method + " ", pathname, search, r + "\r\n"]
 }
 
 // control characters (and DEL); a value may hold spaces and tabs

@@ -161,100 +161,143 @@ export class OtaClient {
     }
 }
 
-// Image bytes not acknowledged yet are held for resending: a window of writes plus
-// the partial write being filled.
-const RING_BYTES = (WINDOW + 1) * WRITE_BYTES
+/**
+ * Image bytes held by the writer: those not acknowledged yet (for resending) and those
+ * not sent yet. Room for one Range chunk (download.ts CHUNK_BYTES) beyond a window of
+ * writes, so that a response is taken off the socket at once even when the storage
+ * host ignores Range and keeps sending.
+ */
+export const RING_BYTES = 8192 + (WINDOW + 1) * WRITE_BYTES
+// Allocated once, at start-up, before the heap gets fragmented; one update at a time.
+const ring = Buffer.alloc(RING_BYTES)
+const WAIT_MS = 2000 // longest wait of push/flush between two looks at the sender
 
 /**
- * Streams image bytes into the update as they arrive, in full 232-byte writes with up
- * to WINDOW writes in flight, whatever the size of the pieces pushed: memory is one
- * small ring of unacknowledged bytes, not a chunk of the image. The service's
- * `next_offset` reports are the acknowledgements; a lost write or report is resent
- * from the last acknowledged byte. Throws OtaError when the service refuses a write
- * or stops answering.
+ * Streams image bytes into the update: push() only copies into a ring allocated at
+ * start-up, and a sender fiber cuts what it holds into full 232-byte writes with up to
+ * WINDOW writes in flight, so reading the network and writing the service overlap.
+ * The service's `next_offset` reports are the acknowledgements; a lost write or report
+ * is resent from the last acknowledged byte. push() and flush() throw the OtaError of
+ * a write the service refused or left unanswered. close() when done.
  */
 export class ImageWriter {
     /** image offset up to which the service acknowledged */
     acked: number
     /** image offset up to which bytes were pushed: where a download goes on */
     filled: number
-    private sent: number
-    private retries = 0
-    private ring = Buffer.alloc(RING_BYTES)
+    sent: number
+    error: Error = null
+    flushing = false
+    closed = false
+    readonly wake = ds.emitter<boolean>() // data pushed, flush or close asked for
+    readonly progress = ds.emitter<boolean>() // acked moved, an error, the sender ended
+    done = false
 
     constructor(
-        private client: OtaClient,
+        readonly client: OtaClient,
         from: number,
         readonly end: number
     ) {
         this.acked = this.sent = this.filled = from
+        sendLoop.start(this)
+    }
+
+    /** Bytes that push() takes now without waiting for the service. */
+    room() {
+        return RING_BYTES - (this.filled - this.acked)
     }
 
     /** Appends data[from, to) at image offset `filled`; returns once it is held. */
     async push(data: Buffer, from: number, to: number) {
         let i = from
         while (i < to) {
-            const room = RING_BYTES - (this.filled - this.acked)
+            if (this.error) throw this.error
+            const room = this.room()
             if (room <= 0) {
-                await this.pump(true, false)
+                await ds.wait(this.progress, WAIT_MS)
                 continue
             }
             const at = this.filled % RING_BYTES
             // (Math.min of the VM takes two arguments: a third is ignored)
             const n = Math.min(Math.min(to - i, room), RING_BYTES - at)
-            this.ring.blitAt(at, data, i, n)
+            ring.blitAt(at, data, i, n)
             this.filled += n
             i += n
-            await this.pump(false, false)
+            this.wake.emit(true)
         }
     }
 
-    /** Sends what is held and returns when the service acknowledged all of it. */
+    /** Sends what is held, the last partial write too, and returns when all is acknowledged. */
     async flush() {
-        while (this.acked < this.filled) await this.pump(true, true)
+        this.flushing = true
+        this.wake.emit(true)
+        try {
+            while (this.acked < this.filled) {
+                if (this.error) throw this.error
+                if (this.done) throw new OtaError("closed", "write")
+                await ds.wait(this.progress, WAIT_MS)
+            }
+        } finally {
+            this.flushing = false
+        }
     }
 
-    // Sends full writes while the window has room (the last partial one only at the end
-    // of the image or when flushing), then takes the reports that arrived; with `wait`,
-    // waits for at least one.
-    private async pump(wait: boolean, tail: boolean) {
-        while (this.sent - this.acked < WINDOW * WRITE_BYTES) {
-            const n = Math.min(WRITE_BYTES, this.filled - this.sent)
-            if (n <= 0 || (n < WRITE_BYTES && !tail && this.filled < this.end)) break
-            const payload = Buffer.alloc(4 + n)
-            payload.setAt(0, "u32", this.sent)
-            const at = this.sent % RING_BYTES
-            const first = Math.min(n, RING_BYTES - at)
-            payload.blitAt(4, this.ring, at, first)
-            if (first < n) payload.blitAt(4 + first, this.ring, 0, n - first)
-            await this.client.role.sendCommand(CMD_WRITE, payload)
-            this.sent += n
-        }
-        let timeout = wait ? REPORT_TIMEOUT_MS : 0
-        for (;;) {
-            const r = await this.client._report(CMD_WRITE, timeout)
-            if (!r) {
-                if (!timeout) return
-                // Lost writes or reports: go back to the last acknowledged offset.
-                if (++this.retries > RETRIES) throw new OtaError("timeout", "write")
-                this.sent = this.acked
-                return
+    /** Stops the sender fiber; resolves once it no longer reads reports. */
+    async close() {
+        this.closed = true
+        this.wake.emit(true)
+        while (!this.done) await ds.wait(this.progress, WAIT_MS)
+    }
+}
+
+// The sender fiber of an ImageWriter.
+async function sendLoop(w: ImageWriter) {
+    let retries = 0
+    try {
+        while (!w.closed) {
+            while (w.sent - w.acked < WINDOW * WRITE_BYTES) {
+                const n = Math.min(WRITE_BYTES, w.filled - w.sent)
+                if (n <= 0 || (n < WRITE_BYTES && !w.flushing && w.filled < w.end)) break
+                const payload = Buffer.alloc(4 + n)
+                payload.setAt(0, "u32", w.sent)
+                const at = w.sent % RING_BYTES
+                const first = Math.min(n, RING_BYTES - at)
+                payload.blitAt(4, ring, at, first)
+                if (first < n) payload.blitAt(4 + first, ring, 0, n - first)
+                await w.client.role.sendCommand(CMD_WRITE, payload)
+                w.sent += n
             }
-            timeout = 0 // got one: take the others already queued, without waiting
+            if (w.sent === w.acked) {
+                // nothing in flight: wait for data
+                await ds.wait(w.wake, WAIT_MS)
+                continue
+            }
+            const r = await w.client._report(CMD_WRITE, REPORT_TIMEOUT_MS)
+            if (!r) {
+                // Lost writes or reports: go back to the last acknowledged offset.
+                if (++retries > RETRIES) throw new OtaError("timeout", "write")
+                w.sent = w.acked
+                continue
+            }
             const next = r.getAt(0, "u32")
             const err = r.getAt(4, "u8")
             if (err === ds.OtaUpdaterError.BadOffset) {
                 // writes were lost: resume where the service says, from the held bytes
-                if (next < this.acked || next > this.filled) throw new OtaError("bad_offset", "write")
-                this.acked = this.sent = next
+                if (next < w.acked || next > w.filled) throw new OtaError("bad_offset", "write")
+                w.acked = w.sent = next
             } else if (err !== ds.OtaUpdaterError.None) {
                 throw new OtaError(otaErrorName(err), "write")
-            } else if (next > this.acked && next <= this.filled) {
+            } else if (next > w.acked && next <= w.filled) {
                 // (after a resend, the service may already have more than was resent)
-                this.acked = next
-                if (this.sent < next) this.sent = next
-                this.retries = 0
+                w.acked = next
+                if (w.sent < next) w.sent = next
+                retries = 0
+                w.progress.emit(true)
             }
         }
+    } catch (e) {
+        w.error = e as Error
     }
+    w.done = true
+    w.progress.emit(true)
 }

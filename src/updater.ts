@@ -101,10 +101,14 @@ export class Updater {
                     await writer.push(data, from, to)
                     progress.update(writer.filled)
                 },
+                room: () => writer.room(),
+                flush: async () => await writer.flush(),
             }, begun.nextOffset)
             await writer.flush()
+            await writer.close()
             await this.ota.commit()
         } catch (e) {
+            await writer.close()
             // Leave the service idle; the running image stays the boot image.
             if (!(e instanceof OtaError)) await this.ota.abort()
             throw e
