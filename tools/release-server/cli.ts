@@ -102,7 +102,7 @@ async function main() {
     else console.log(`Auth: ${Object.keys(parsed.tokens ?? {}).length} token(s) from --token`)
     const tok = parsed.anyGithubToken ? "ghp_example" : "$TOKEN"
     console.log(
-        `Try: curl -sSL -H 'User-Agent: curl' -H 'Authorization: Bearer ${tok}' ${server.apiUrl}/repos/${ex.owner}/${ex.repo}/releases/latest`,
+        `Try: curl -sSL -H 'User-Agent: curl' -H "Authorization: Bearer ${tok}" ${server.apiUrl}/repos/${ex.owner}/${ex.repo}/releases/latest`,
     )
     let stopping = false
     const stop = async (sig: string) => {
