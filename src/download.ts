@@ -4,7 +4,7 @@
 // GitHub answers the asset's API URL with a redirect to a storage host; the token is
 // sent to the API origin only (http.ts drops it on every other origin).
 import * as ds from "@devicescript/core"
-import { request, HttpResponse, RedirectError, originOf } from "./http"
+import { request, HttpResponse, RequestError, DEFAULT_TIMEOUTS, originOf } from "./http"
 import { parseContentRange } from "./httpparse"
 import { URL } from "@devicescript/net"
 import { GithubConfig, GithubError, apiError, apiOptions } from "./github"
@@ -69,7 +69,7 @@ export class AssetDownload {
      * CHUNK_BYTES. A dropped connection, a timeout or a 5xx is retried from the first
      * byte not passed on yet, with capped exponential backoff and jitter; an expired
      * signed URL (403/400 from storage) goes back to the API for a new one. Throws
-     * DownloadError, RedirectError, GithubError or the sink's error when it cannot go on.
+     * DownloadError, RequestError, GithubError or the sink's error when it cannot go on.
      */
     async run(sink: ByteSink, from: number) {
         let offset = from
@@ -106,15 +106,17 @@ export class AssetDownload {
     }
 
     private retryable(e: any) {
-        if (e instanceof DownloadError || e instanceof RedirectError) return false
+        if (e instanceof DownloadError || e instanceof RequestError) return false
         if (e instanceof GithubError) {
             const s = e.status
             // expired signed URL (storage 403/400): a new one from the API; 5xx and 429: later
             if (s === 403 || s === 400) return e.fromStorage
             return s === 429 || s >= 500
         }
-        // OTA service errors are final; network and HTTP framing errors are retried
-        return (e as Error).name !== "OtaError"
+        // the OTA service's refusals and a release that cannot be installed are final;
+        // network and HTTP framing errors are retried
+        const name = (e as Error).name
+        return name !== "OtaError" && name !== "ReleaseError"
     }
 
     // A response whose body holds asset bytes from `offset` (206) or from 0 (200).
@@ -126,6 +128,7 @@ export class AssetDownload {
                 headers: [range],
                 keep: STORAGE_KEEP,
                 maxRedirects: MAX_REDIRECTS,
+                totalTimeout: DEFAULT_TIMEOUTS.total, // (a trickle of bytes is an error too)
             })
             if (res.status === 206 || res.status === 200) return res
             await res.close()
@@ -138,6 +141,7 @@ export class AssetDownload {
         o.headers.push(range)
         o.keep = STORAGE_KEEP
         o.maxRedirects = MAX_REDIRECTS
+        o.totalTimeout = DEFAULT_TIMEOUTS.total
         this.stats.requests++
         const res = await request(this.assetUrl, o)
         // remember where the redirects led: the next chunks go there directly
@@ -168,6 +172,7 @@ export class AssetDownload {
                     `download: Content-Range ${r.start}-${r.end}/${r.total} does not answer ${offset}-${offset + n - 1}/${this.size}`
                 )
             }
+            n = r.end - r.start + 1 // a server may send less than asked (RFC 9110 14.1.2)
         } else {
             // 200: the whole asset from byte 0. The VM has no receive backpressure, so
             // the body is read up to the end of this chunk (no more than the sink takes
@@ -198,8 +203,8 @@ export class AssetDownload {
                     this.got += k
                 }
                 if (this.got === n && !skip) {
-                    if (res.status === 200) await res.close()
-                    else await res.drain()
+                    // (a 206 that goes on past its range is not waited for)
+                    await res.release()
                     break
                 }
             }

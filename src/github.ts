@@ -2,16 +2,24 @@
 // release JSON is parsed as a stream: only the fields below are kept, so memory does
 // not grow with the number of assets, releases or the length of the release notes.
 // Behaviour follows GitHub's REST docs (releases, rate limits, conditional requests).
-import { request, HttpResponse, RequestOptions, originOf } from "./http"
-import { parseHttpDate } from "./httpparse"
+import { request, HttpResponse, RequestOptions, DEFAULT_TIMEOUTS, originOf } from "./http"
+import { parseHttpDate, isHeaderValue } from "./httpparse"
 import { JsonStream } from "./jsonstream"
 import { globMatch } from "./glob"
 import { compareSemver, parseSemver } from "./semver"
 import { URL } from "@devicescript/net"
+import * as ds from "@devicescript/core"
 
 /** `stable`: releases/latest. `prerelease`: newest by semver of the last PER_PAGE releases. */
 export type Channel = "stable" | "prerelease"
 const PER_PAGE = 10
+const MAX_WAIT_S = 3600 // a rate limit is waited out at most this long (GitHub's window is an hour)
+const MAX_ETAG = 100 // longer ETags are not kept (GitHub's: W/"<64 hex>")
+// JSON is fed in pieces this small, yielding after JSON_YIELD_TOKENS tokens or
+// JSON_YIELD_BYTES bytes: dense JSON costs far more opcodes per byte than release notes
+const JSON_PIECE_BYTES = 64
+const JSON_YIELD_TOKENS = 24
+const JSON_YIELD_BYTES = 1024
 const API_KEEP = [
     "etag",
     "date",
@@ -85,6 +93,7 @@ export function apiOptions(cfg: GithubConfig, accept: string): RequestOptions {
         authorization: cfg.token ? "Bearer " + cfg.token : undefined,
         authOrigin: originOf(new URL(cfg.api)),
         keep: API_KEEP,
+        totalTimeout: DEFAULT_TIMEOUTS.total,
         // a renamed repository answers 301; the token stays on the API origin
         maxRedirects: 5,
     }
@@ -106,7 +115,8 @@ export function apiError(res: HttpResponse, what: string): GithubError {
         const reset = parseInt(res.header("x-ratelimit-reset") || "")
         const now = parseHttpDate(res.header("date") || "")
         wait = retryAfter > 0 ? retryAfter : reset > 0 && now > 0 ? reset - now : 60
-        if (wait < 1) wait = 1
+        if (!(wait >= 1)) wait = 1
+        if (wait > MAX_WAIT_S) wait = MAX_WAIT_S
         msg = `rate limited: retrying in ${wait} s`
     } else if (s === 401) msg = "bad credentials: GITHUB_TOKEN is invalid or expired"
     else if (s === 404)
@@ -152,9 +162,9 @@ class ReleaseCollector {
         }
         if (!p.startsWith("assets.")) {
             const r = this.release
-            if (p === "tag_name") r.tag = value
-            else if (p === "draft") r.draft = value
-            else if (p === "prerelease") r.prerelease = value
+            if (p === "tag_name" && typeof value === "string") r.tag = value
+            else if (p === "draft") r.draft = value === true
+            else if (p === "prerelease") r.prerelease = value === true
             return
         }
         const dot = p.indexOf(".", 7)
@@ -168,11 +178,13 @@ class ReleaseCollector {
         }
         const field = p.slice(dot + 1)
         const a = this.asset
-        if (field === "id") a.id = value
-        else if (field === "name") a.name = value
-        else if (field === "url") a.url = value
-        else if (field === "size") a.size = value
-        else if (field === "state") a.state = value
+        // (fields of the wrong type are ignored: the asset is then incomplete)
+        const str = typeof value === "string"
+        if (field === "id" && typeof value === "number") a.id = value
+        else if (field === "name" && str) a.name = value
+        else if (field === "url" && str) a.url = value
+        else if (field === "size" && typeof value === "number") a.size = value
+        else if (field === "state" && str) a.state = value
         else if (field === "digest" && typeof value === "string" && value.startsWith("sha256:"))
             a.sha256 = value.slice(7)
     }
@@ -205,6 +217,20 @@ class ReleaseCollector {
     }
 }
 
+const MAX_TAG = 64 // longer tags are not kept with the ETag
+
+// FNV-1a, 32 bits, as 8 hex digits (http://www.isthe.com/chongo/tech/comp/fnv/)
+function fnv1a(s: string) {
+    let h = 0x811c9dc5
+    for (let i = 0; i < s.length; i++) {
+        h ^= s.charCodeAt(i) & 0xff
+        h = Math.imul(h, 0x01000193) >>> 0
+    }
+    let r = ""
+    for (let k = 7; k >= 0; k--) r += "0123456789abcdef"[(h >>> (4 * k)) & 15]
+    return r
+}
+
 function newRelease(): Release {
     return { tag: "", draft: false, prerelease: false, assetCount: 0, asset: null }
 }
@@ -223,10 +249,20 @@ export async function parseRelease(res: HttpResponse, pattern: string, list = fa
         },
     })
     try {
+        let sinceYield = 0
         for (;;) {
             const piece = await res.read()
             if (piece === null) break
-            json.write(piece)
+            for (let i = 0; i < piece.length && !assetsDone; i += JSON_PIECE_BYTES) {
+                const k = Math.min(JSON_PIECE_BYTES, piece.length - i)
+                json.write(k === piece.length ? piece : piece.slice(i, i + k))
+                sinceYield += k
+                if (json.tokens >= JSON_YIELD_TOKENS || sinceYield >= JSON_YIELD_BYTES) {
+                    json.tokens = 0
+                    sinceYield = 0
+                    await ds.sleep(0)
+                }
+            }
             if (assetsDone) break
         }
         if (assetsDone) await res.close()
@@ -266,10 +302,13 @@ export class GithubReleases {
         return c.channel === "prerelease" ? `${base}?per_page=${PER_PAGE}` : `${base}/latest`
     }
 
-    /** Identifies the query an ETag belongs to. */
+    /**
+     * Identifies the query an ETag belongs to: a 32-bit FNV-1a hash (8 hex digits) of
+     * the API, owner, repo, channel and pattern, so that the kept setting stays short.
+     */
     key() {
         const c = this.cfg
-        return `${c.api} ${c.owner}/${c.repo} ${c.channel || "stable"} ${c.assetPattern}`
+        return fnv1a(`${c.api} ${c.owner}/${c.repo} ${c.channel || "stable"} ${c.assetPattern}`)
     }
 
     /**
@@ -292,13 +331,15 @@ export class GithubReleases {
             return { release, notModified: true }
         }
         if (res.status !== 200) {
-            await res.drain()
+            await res.close() // an error body is not waited for
             throw apiError(res, this.cfg.channel === "prerelease" ? "releases" : "latest release")
         }
-        const etag = res.header("etag")
+        let etag = res.header("etag")
+        // only an ETag that can be sent back and kept in a setting is used
+        if (etag && (etag.length > MAX_ETAG || !isHeaderValue(etag))) etag = undefined
         const release = await parseRelease(res, this.cfg.assetPattern, this.cfg.channel === "prerelease")
         this.cached = release
-        this.saved = etag ? { key: this.key(), etag, tag: release.tag } : null
+        this.saved = etag && release.tag.length <= MAX_TAG ? { key: this.key(), etag, tag: release.tag } : null
         return { release, notModified: false }
     }
 }

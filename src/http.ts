@@ -16,6 +16,8 @@ import { ResponseParser, requestHead } from "./httpparse"
 const PIECE_BYTES = 512
 const YIELD_BYTES = 2048
 const YIELD_PIECES = 16
+const HEAD_PIECE_BYTES = 128
+const HEAD_LINES_PER_YIELD = 16
 const USER_AGENT = "devicescript-github-ota/0.1"
 const REDIRECTS = [301, 302, 303, 307, 308]
 
@@ -27,6 +29,8 @@ export const DEFAULT_TIMEOUTS = {
     head: 20000,
     /** longest silence while the body arrives */
     idle: 20000,
+    /** a whole answer, body included, for the callers that set totalTimeout from it */
+    total: 120000,
 }
 
 export interface RequestOptions {
@@ -38,6 +42,8 @@ export interface RequestOptions {
      */
     authorization?: string
     authOrigin?: string
+    /** the whole exchange, body included, in ms (default: none; see DEFAULT_TIMEOUTS) */
+    totalTimeout?: number
     /** names (lower case) of response headers to keep besides the framing ones */
     keep?: string[]
     /** redirects (301/302/303/307/308) to follow; 0 (default) returns them */
@@ -65,6 +71,16 @@ interface Connection {
 
 let idle: Connection
 
+/**
+ * Closes the kept-alive connection, if any: between checks nothing should be left open
+ * for a server to fill (the VM would hold whatever arrives).
+ */
+export async function closeIdle() {
+    const conn = idle
+    idle = null
+    if (conn) await conn.socket.close()
+}
+
 /** The origin of a URL ("https://host:443"): tokens may only be sent to one origin. */
 export function originOf(url: URL) {
     return `${url.protocol}//${url.hostname.toLowerCase()}:${defaultPort(url)}`
@@ -83,8 +99,9 @@ function defaultPort(url: URL) {
  * relative path "p", query "?q").
  */
 export function resolveUrl(base: string, location: string): string {
-    if (location.indexOf("://") > 0 && location.indexOf("://") < location.indexOf("/") + 1)
-        return location
+    const sep = location.indexOf("://")
+    if (sep > 0 && sep < location.indexOf("/") + 1)
+        return location.slice(0, sep).toLowerCase() + location.slice(sep) // HTTPS:// is https://
     const b = new URL(base)
     if (location.startsWith("//")) return b.protocol + location
     const origin = `${b.protocol}//${b.host()}`
@@ -94,16 +111,20 @@ export function resolveUrl(base: string, location: string): string {
     return origin + dir + location
 }
 
-/** A redirect that must not be followed (too many, no Location, a refused scheme). */
-export class RedirectError extends Error {
+/**
+ * A request that cannot be made as asked, so that retrying cannot help: a redirect
+ * that must not be followed (too many, no Location, a refused scheme) or a URL or
+ * header that cannot be sent.
+ */
+export class RequestError extends Error {
     constructor(message: string) {
         super(message)
-        this.name = "RedirectError"
+        this.name = "RequestError"
     }
 }
 
 /**
- * Where a redirect from `url` with `location` leads; throws RedirectError for a
+ * Where a redirect from `url` with `location` leads; throws RequestError for a
  * scheme other than http(s) and for a downgrade from https to http.
  */
 export function redirectTarget(url: string, location: string): string {
@@ -111,9 +132,9 @@ export function redirectTarget(url: string, location: string): string {
     const from = new URL(url)
     const to = new URL(next)
     if (to.protocol !== "https:" && to.protocol !== "http:")
-        throw new RedirectError(`http: redirect from ${from.host()} to unsupported '${to.protocol}'`)
+        throw new RequestError(`http: redirect from ${from.host()} to unsupported '${to.protocol}'`)
     if (from.protocol === "https:" && to.protocol === "http:")
-        throw new RedirectError(`http: refusing redirect from https to http (${from.host()} to ${to.host()})`)
+        throw new RequestError(`http: refusing redirect from https to http (${from.host()} to ${to.host()})`)
     return next
 }
 
@@ -130,7 +151,9 @@ export class HttpResponse {
     constructor(
         private conn: Connection,
         private parser: ResponseParser,
-        private idleTimeout: number
+        private idleTimeout: number,
+        private deadline: number, // ds.millis() by which the body must be in; 0: none
+        private totalTimeout: number
     ) {}
 
     async _start(rest: Buffer) {
@@ -167,6 +190,15 @@ export class HttpResponse {
         while ((await this.read()) !== null) {}
     }
 
+    /**
+     * Done with this response: the connection goes back for reuse when the body is
+     * all in (nothing more to read), else it is closed, never waited on.
+     */
+    async release() {
+        if (this.parser.complete && !this.queue.length) await this.drain()
+        else await this.close()
+    }
+
     /** Gives up on the rest of the body: the connection cannot be reused. */
     async close() {
         this.done = true
@@ -183,6 +215,8 @@ export class HttpResponse {
 
     // Feeds one piece of received data to the parser.
     async pump() {
+        if (this.deadline && ds.millis() > this.deadline)
+            throw new Error(`http: ${this.conn.host} did not complete its answer within ${this.totalTimeout} ms`)
         if (this.sinceYield >= YIELD_BYTES || this.piecesSinceYield >= YIELD_PIECES) {
             this.sinceYield = 0
             this.piecesSinceYield = 0
@@ -272,9 +306,9 @@ export async function request(
         await res.close()
         const from = new URL(url)
         if (!location)
-            throw new RedirectError(`http: ${from.host()} answered ${res.status} without Location`)
+            throw new RequestError(`http: ${from.host()} answered ${res.status} without Location`)
         if (hop >= max)
-            throw new RedirectError(`http: more than ${max} redirects, last from ${from.host()}`)
+            throw new RequestError(`http: more than ${max} redirects, last from ${from.host()}`)
         url = redirectTarget(url, location)
     }
 }
@@ -303,7 +337,12 @@ async function requestOnce(urlString: string, options: RequestOptions): Promise<
     if (options.headers) for (const h of options.headers) headers.push(h)
     if (options.authorization && options.authOrigin === originOf(url))
         headers.push(["Authorization", options.authorization])
-    const head = requestHead(method, url.pathname, url.search, headers)
+    let head: string[]
+    try {
+        head = requestHead(method, url.pathname, url.search, headers)
+    } catch (e) {
+        throw new RequestError((e as Error).message)
+    }
     const keep = ["location"]
     if (options.keep) for (const k of options.keep) keep.push(k)
 
@@ -338,10 +377,12 @@ async function exchange(
         keep,
     })
     const idleTimeout = options.idleTimeout || DEFAULT_TIMEOUTS.idle
-    res = new HttpResponse(conn, parser, idleTimeout)
+    const total = options.totalTimeout || 0
+    res = new HttpResponse(conn, parser, idleTimeout, total ? ds.millis() + total : 0, total)
     const headTimeout = options.headTimeout || DEFAULT_TIMEOUTS.head
     const until = ds.millis() + headTimeout
     let pieces = 0
+    let lines = 0
     for (;;) {
         const left = until - ds.millis()
         if (left <= 0)
@@ -356,14 +397,17 @@ async function exchange(
             parser.finish()
             throw new Error(`http: ${conn.host} closed the connection before the response`)
         }
-        // Only the head is parsed here (yielding: it may be 32 KB of lines);
-        // read() feeds the rest of the body.
+        // Only the head is parsed here, in small pieces, yielding every few lines (a
+        // line costs ~1K opcodes and a head may hold thousands); read() feeds the body.
         let i = 0
         while (i < buf.length && !parser.headComplete) {
-            const n = Math.min(buf.length - i, PIECE_BYTES)
+            const n = Math.min(buf.length - i, HEAD_PIECE_BYTES)
             parser.write(i === 0 && n === buf.length ? buf : buf.slice(i, i + n))
             i += n
-            if (++pieces % 4 === 0) await ds.sleep(0)
+            if (parser.headLines - lines >= HEAD_LINES_PER_YIELD || ++pieces % 8 === 0) {
+                lines = parser.headLines
+                await ds.sleep(0)
+            }
         }
         if (parser.headComplete) {
             await res._start(i < buf.length ? buf.slice(i) : null)

@@ -44,6 +44,8 @@ const MAX_NAME = 64 // bytes of a header name that are looked at
 const MAX_STATUS = 128 // bytes of the status line that are kept (the reason may be longer)
 const MAX_SIZE_LINE = 1024 // chunk-size line with extensions
 const MAX_SIZE_KEPT = 64 // bytes of it that are looked at
+const MAX_KEPT = 32 // kept header lines (repeats included)
+const MAX_LENGTH = 0x7fffffff // larger numbers lose precision in the VM's int32 paths
 
 function err(what: string): Error {
     return new Error(`http: ${what}`)
@@ -51,7 +53,7 @@ function err(what: string): Error {
 
 // non-negative decimal integer, -1 if s is anything else
 function decimal(s: string) {
-    if (!s.length || s.length > 15) return -1
+    if (!s.length || s.length > 10) return -1
     for (let i = 0; i < s.length; i++) {
         const c = s.charCodeAt(i)
         if (c < 48 || c > 57) return -1
@@ -96,6 +98,8 @@ export class ResponseParser {
     bodyBytes = 0
     /** bytes of head (and trailers) received so far */
     headBytes = 0
+    /** head and trailer lines received so far (a line costs ~1K VM opcodes) */
+    headLines = 0
     /** bytes received after `complete` (a pipelined response), or null */
     extra: Buffer = null
 
@@ -113,6 +117,7 @@ export class ResponseParser {
     private name = "" // lower-case name of the header being kept
     private headers = 0 // header lines seen
     private lastKept = false // the last header line was kept
+    private keptBytes = 0 // value bytes kept so far
     private names: string[] = [] // kept headers, lower case
     private values: string[] = []
 
@@ -296,6 +301,7 @@ export class ResponseParser {
 
     // the LF of a head line is at `lf`; returns the index after it
     private endLine(lf: number) {
+        this.headLines++
         const st = this.lineState
         this.lineState = L_START
         if (this.mode === TRAILERS) {
@@ -305,8 +311,16 @@ export class ResponseParser {
         }
         if (st === L_STATUS) this.statusLine(this.lineText())
         else if (st === L_VALUE) {
+            // (a value of maxValue + 1 bytes fits the buffer when it ends in a bare LF)
+            if (this.bufLen > this.maxValue && this.buf[this.bufLen - 1] !== 13)
+                this.tooLong(this.name)
+            const v = this.lineText().trim()
+            // repeated kept headers are bounded too
+            this.keptBytes += v.length
+            if (this.names.length >= MAX_KEPT || this.keptBytes > 2 * this.maxValue)
+                throw err(`too many kept headers (${this.name} repeated?)`)
             this.names.push(this.name)
-            this.values.push(this.lineText().trim())
+            this.values.push(v)
         } else if (st === L_FOLD) {
             const k = this.values.length - 1
             const v = this.values[k] + " " + this.lineText().trim()
@@ -344,6 +358,17 @@ export class ResponseParser {
     }
 
     private endHead() {
+        const st0 = this.status
+        if (st0 >= 100 && st0 < 200 && st0 !== 101) {
+            // an interim response (100 Continue, 103 Early Hints): the final one follows
+            // (RFC 9110 15.2); its bytes count against the same head limit
+            this.status = 0
+            this.names = []
+            this.values = []
+            this.headers = 0
+            this.keptBytes = 0
+            return
+        }
         this.headComplete = true
         this.buf = null // a body needs no line buffer; chunk sizes use a small one
         const te = this.header("transfer-encoding")
@@ -363,6 +388,7 @@ export class ResponseParser {
                     throw err(`bad content-length '${cl}'`)
                 v = x
             }
+            if (v > MAX_LENGTH) throw err(`content-length ${cl} too large`)
             this.contentLength = v
             this.left = v
             this.mode = LENGTH
@@ -370,7 +396,7 @@ export class ResponseParser {
         // the framing headers of these describe a body that is not sent
         const st = this.status
         const none = this.noBody || st < 200 || st === 204 || st === 304
-        if (none || (this.mode === LENGTH && !this.left)) this.done()
+        if (none || (this.mode === LENGTH && this.left === 0)) this.done()
         if (this.mode === SIZE) this.startSizeLine()
     }
 
@@ -400,7 +426,10 @@ export class ResponseParser {
     private sizeLine(s: string) {
         const semi = s.indexOf(";")
         if (semi < 0 && this.lineBytes > MAX_SIZE_KEPT) throw err(`bad chunk size '${s}'`)
-        const hex = (semi < 0 ? s : s.slice(0, semi)).trim()
+        let hex = (semi < 0 ? s : s.slice(0, semi)).trim()
+        let z = 0
+        while (z < hex.length - 1 && hex[z] === "0") z++ // leading zeros are legal
+        hex = hex.slice(z)
         let v = 0
         for (let i = 0; i < hex.length; i++) {
             const c = hex.charCodeAt(i) | 32
@@ -409,10 +438,10 @@ export class ResponseParser {
             if (d < 0) throw err(`bad chunk size '${s}'`)
             v = v * 16 + d
         }
-        if (!hex.length || hex.length > 8) throw err(`bad chunk size '${s}'`)
+        if (!hex.length || hex.length > 7) throw err(`bad chunk size '${s}'`)
         this.lineBytes = 0
         this.bufLen = 0
-        if (v) {
+        if (v > 0) {
             this.left = v
             this.mode = DATA
         } else {
@@ -462,6 +491,11 @@ export function requestHead(
         r += `${h[0]}: ${h[1]}\r\n`
     }
     return [method + " ", pathname, search, r + "\r\n"]
+}
+
+/** `s` can be sent as a header value: no control characters (CR LF would inject headers). */
+export function isHeaderValue(s: string) {
+    return !hasControl(s, true)
 }
 
 // control characters (and DEL); a value may hold spaces and tabs

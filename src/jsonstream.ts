@@ -22,6 +22,7 @@ export interface JsonStreamOptions {
 }
 
 const MAX_KEY = 64 // characters kept of an object key
+const MAX_PATH = 256 // characters of the path of an open container
 const MAX_NUM = 64 // bytes of a number token
 const SMALL = 64 // chunks below this are checked byte by byte
 
@@ -101,6 +102,11 @@ function text(t: Buffer, n: number) {
 export class JsonStream {
     /** bytes consumed so far (read-only for callers) */
     bytes = 0
+    /**
+     * Scalars and containers met so far; callers may reset it. Each costs up to ~2K VM
+     * opcodes (its path and onValue): yield every few dozen.
+     */
+    tokens = 0
 
     private readonly maxString: number
     private readonly maxDepth: number
@@ -190,6 +196,7 @@ export class JsonStream {
     }
 
     private emit(v: JsonScalar) {
+        this.tokens++
         this.onValue(this.path(), v)
         this.st = this.depth ? AFTER : DONE
     }
@@ -275,7 +282,10 @@ export class JsonStream {
 
     private open(index: number, i: number) {
         if (this.depth >= this.maxDepth) this.fail("too deep", i)
+        this.tokens++
         const path = this.path()
+        // every open container keeps its path: bounded in all, not only per key
+        if (path.length > MAX_PATH) this.fail("path too long", i)
         // indexed, not push/pop: Array.pop is a slow TS function
         this.preStack[this.depth] = this.pre
         this.indexStack[this.depth] = this.index

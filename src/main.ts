@@ -7,7 +7,7 @@ import { OtaClient } from "./otaclient"
 import { Updater, ReleaseError, status } from "./updater"
 import { Channel, GithubConfig, GithubError, SavedEtag } from "./github"
 import { Backoff } from "./backoff"
-import { DEFAULT_TIMEOUTS } from "./http"
+import { DEFAULT_TIMEOUTS, closeIdle } from "./http"
 
 const MIN_INTERVAL_S = 1
 const JITTER = 0.1 // checks are spread by +-10% of the interval
@@ -31,13 +31,15 @@ async function loadConfig(): Promise<GithubConfig> {
     }
 }
 
+// "<key hash> <etag> <tag>": none of them holds a space (RFC 9110 entity-tag, git refs),
+// and at most ~180 bytes, well within a settings packet
 async function loadEtag(): Promise<SavedEtag> {
-    const parts = (await str(ETAG_KEY, "")).split("\n")
+    const parts = (await str(ETAG_KEY, "")).split(" ")
     return parts.length === 3 ? { key: parts[0], etag: parts[1], tag: parts[2] } : null
 }
 
 async function saveEtag(s: SavedEtag) {
-    await writeSetting(ETAG_KEY, s ? `${s.key}\n${s.etag}\n${s.tag}` : "")
+    await writeSetting(ETAG_KEY, s ? `${s.key} ${s.etag} ${s.tag}` : "")
 }
 
 function jittered(ms: number) {
@@ -64,6 +66,7 @@ async function main() {
     DEFAULT_TIMEOUTS.connect = +(await readSetting("HTTP_CONN_MS", DEFAULT_TIMEOUTS.connect))
     DEFAULT_TIMEOUTS.head = +(await readSetting("HTTP_HEAD_MS", DEFAULT_TIMEOUTS.head))
     DEFAULT_TIMEOUTS.idle = +(await readSetting("HTTP_IDLE_MS", DEFAULT_TIMEOUTS.idle))
+    DEFAULT_TIMEOUTS.total = +(await readSetting("HTTP_TOTAL_MS", DEFAULT_TIMEOUTS.total))
     if (!cfg.owner || !cfg.repo) {
         status("error", { error: "settings GITHUB_OWNER and GITHUB_REPO are required" })
         return
@@ -93,9 +96,12 @@ async function main() {
     for (;;) {
         let wait = jittered(interval)
         try {
-            if (await updater.check()) return // rebooting into the new image
+            const rebooting = await updater.check()
+            await closeIdle()
+            if (rebooting) return // into the new image
             backoff.reset()
         } catch (e) {
+            await closeIdle()
             const ge = e as GithubError
             if (e instanceof GithubError && ge.isRateLimit()) {
                 wait = ge.retryAfter * 1000 + jittered(1000)

@@ -4,7 +4,7 @@
 import { GithubConfig, GithubReleases, Release, SavedEtag } from "./github"
 import { AssetDownload } from "./download"
 import { OtaClient, OtaError } from "./otaclient"
-import { isNewer, parseSemver } from "./semver"
+import { compareSemver, isNewer, parseSemver } from "./semver"
 import { Progress } from "./progress"
 
 /** Machine-readable status lines start with this; the simulator's runner reads them. */
@@ -32,6 +32,48 @@ function checkTag(tag: string) {
         parseSemver(tag)
     } catch {
         throw new ReleaseError(`release tag '${tag}' is not a semver version: tag releases like v1.2.3`)
+    }
+}
+
+// esp_app_desc_t.version: 32 bytes at image offset 48 (24-byte image header, 8-byte
+// segment header, then magic, secure_version and two reserved words), ESP-IDF
+// components/esp_app_format/include/esp_app_desc.h
+const VERSION_AT = 48
+const VERSION_LEN = 32
+const versionBytes = Buffer.alloc(VERSION_LEN)
+
+/**
+ * Checks, as the first bytes of an image go by, that its app descriptor's version is
+ * the release tag: a release whose asset is another version would reinstall forever
+ * (or install an older image). Throws ReleaseError.
+ */
+class DescriptorCheck {
+    private done = false
+    constructor(private tag: string) {}
+
+    see(offset: number, data: Buffer, from: number, to: number) {
+        if (this.done) return
+        if (offset === 0 && to > from && data[from] !== 0xe9)
+            throw new ReleaseError(`release ${this.tag}: the asset is not an ESP app image (first byte ${data[from]})`)
+        if (offset > VERSION_AT) {
+            this.done = true // a resumed update: checked when its start went by
+            return
+        }
+        // copy what this piece holds of [VERSION_AT, VERSION_AT + VERSION_LEN)
+        const a = Math.max(VERSION_AT, offset)
+        const b = Math.min(VERSION_AT + VERSION_LEN, offset + (to - from))
+        if (b > a) versionBytes.blitAt(a - VERSION_AT, data, from + (a - offset), b - a)
+        if (offset + (to - from) < VERSION_AT + VERSION_LEN) return
+        this.done = true
+        let end = versionBytes.indexOf(0)
+        if (end < 0) end = VERSION_LEN
+        const version = versionBytes.slice(0, end).toString()
+        let same = false
+        try {
+            same = compareSemver(version, this.tag) === 0
+        } catch {}
+        if (!same)
+            throw new ReleaseError(`release ${this.tag}: the image's app descriptor says version '${version}'`)
     }
 }
 
@@ -84,6 +126,8 @@ export class Updater {
                 `release ${tag}: no asset matches ASSET_PATTERN '${this.cfg.assetPattern}' (${release.assetCount} assets)`
             )
         if (asset.state !== "uploaded") throw new ReleaseError(`release ${tag}: asset ${asset.name} is ${asset.state}`)
+        if (!(asset.size > 0) || !asset.url)
+            throw new ReleaseError(`release ${tag}: asset ${asset.name} has no valid size or url (${asset.size})`)
         if (asset.size > maxImageSize)
             throw new ReleaseError(`release ${tag}: ${asset.name} is ${asset.size} bytes, the slot holds ${maxImageSize}`)
 
@@ -96,8 +140,10 @@ export class Updater {
         const download = new AssetDownload(this.cfg, asset.url, asset.size)
         const writer = this.ota.writer(begun.nextOffset, asset.size)
         try {
+            const head = new DescriptorCheck(tag)
             await download.run({
                 push: async (data: Buffer, from: number, to: number) => {
+                    head.see(writer.filled, data, from, to)
                     await writer.push(data, from, to)
                     progress.update(writer.filled)
                 },

@@ -259,6 +259,75 @@ describe("faults on the DeviceScript VM", function () {
         assert.match(t.last.result.error, /release tag 'nightly' is not a semver version/)
     })
 
+    // --- found by trying to break it ----------------------------------------------------
+
+    it("a storage host that ignores Range with a 40 KB image: bounded memory, one chunk per request", async () => {
+        const img = image(40, 35)
+        const x = await update({ ignoreRange: true }, img)
+        assertUpdated(x)
+        const chunks = Math.ceil(img.length / 8192)
+        assert.ok(x.committed!.requests <= chunks + 1, `requests ${x.committed!.requests}`)
+    })
+
+    it("an answer that trickles forever is cut by HTTP_TOTAL_MS, the check ends with an error", async () => {
+        const x = await update({ trickle: { origin: "api", bytes: 16, everyMs: 50 } }, image(8, 36), {
+            settings: { HTTP_TOTAL_MS: 2000, HTTP_HEAD_MS: 20000 },
+        })
+        assertRefused(x, /did not complete its answer within 2000 ms/)
+    })
+
+    it("an ETag that cannot be sent back is not kept: later checks still work", async () => {
+        const x = await update({ extraHeaders: { origin: "api", lines: [["etag", 'W/"abc\x01def"']] } }, image(8, 37), { checks: 2 })
+        assertUpdated(x)
+    })
+
+    it("1,000 repeated kept headers are an error, not an out-of-memory", async () => {
+        const lines = Array.from({ length: 1000 }, () => ["etag", "a"] as [string, string])
+        assertRefused(await update({ extraHeaders: { origin: "api", lines } }, image(8, 38)), /too many kept headers/)
+    })
+
+    it("a 64-character repository name: the kept ETag setting stays small and the next boot runs", async () => {
+        const repo = "r".repeat(64)
+        await t.rig.serve({})
+        const img = image(8, 39)
+        t.rig.publish(repo, "v1.1.0", [{ name: "fw-1.1.0-esp32s3.bin", data: img }])
+        t.last = await t.rig.run(repo, "longrepo.flash", { settings: FAST, checks: 2 })
+        assert.equal(t.last.result.result, "updated", JSON.stringify(t.last.result))
+        assert.equal(t.last.result.notModified, true)
+    })
+
+    it("dense JSON (400 numbers before tag_name) costs yields, not a panic", async () => {
+        const dense = `{"zz":[${Array(400).fill(1).join(",")}],"tag_name":"v1.1.0","assets":[]}`
+        assertRefused(await update({ latestBody: dense }, image(8, 40)), /no asset matches/)
+    })
+
+    it("deep JSON with wide keys is an error, not an out-of-memory", async () => {
+        let deep = '"x"'
+        for (let i = 0; i < 15; i++) deep = `{"${"\u{1F600}".repeat(64)}":${deep}}`
+        assertRefused(await update({ latestBody: `{"zz":${deep},"tag_name":"v1.1.0","assets":[]}` }, image(8, 41)), /path too long/)
+    })
+
+    it("a release whose image is another version than its tag is refused, not reinstalled forever", async () => {
+        await t.rig.serve({})
+        t.rig.publish("mismatch", "v1.2.0", [{ name: "fw-1.2.0-esp32s3.bin", data: image(8, 42) }]) // a 1.1.0 image
+        t.last = await t.rig.run("mismatch", "mismatch.flash", { settings: FAST })
+        assert.equal(t.last.result.result, "error")
+        assert.match(t.last.result.error, /release v1.2.0: the image's app descriptor says version '1.1.0'/)
+        assert.equal(t.rig.outcome(t.last.flashFile, image(8, 42)), "old")
+    })
+
+    it("a retry-after of years is capped at an hour", async () => {
+        const statuses: DeviceStatus[] = []
+        await t.rig.serve({ rateLimit: { count: 1, retryAfter: 99_999_999 } })
+        t.rig.publish("years", "v1.1.0", [{ name: "fw-1.1.0-esp32s3.bin", data: image(8, 43) }])
+        t.last = await t.rig.run("years", "years.flash", {
+            settings: FAST,
+            onStatus: s => statuses.push(s),
+            until: s => (s.event === "rate-limited" ? { result: "error", error: "rate-limited" } : undefined),
+        })
+        assert.equal(statuses[0].seconds, 3600)
+    })
+
     it("the prerelease channel installs the newest release by semver, prereleases included", async () => {
         await t.rig.serve({})
         const rc = buildAppImage({ version: "1.2.0-rc.1", payloadSize: 8192, seed: 28 })

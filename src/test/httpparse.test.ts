@@ -39,7 +39,7 @@ async function feed(p: ResponseParser, text: string, step: number) {
     let k = 0
     for (let at = 0; at < data.length; at += step) {
         p.write(data.slice(at, Math.min(at + step, data.length)))
-        if (++k % 32 === 0) await ds.sleep(0)
+        if (++k % 8 === 0) await ds.sleep(0)
     }
     await ds.sleep(0)
 }
@@ -149,8 +149,14 @@ describe("httpparse", () => {
         expect(r.p.statusText).toBe("Not Modified")
         r = await run("HTTP/1.1 204 No Content\r\n\r\n", [])
         expect(r.p.complete).toBe(true)
-        r = await run("HTTP/1.1 100 Continue\r\n\r\n", [])
+        // interim responses are skipped: the final one follows (RFC 9110 15.2)
+        r = await run("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", [])
         expect(r.p.complete).toBe(true)
+        expect(r.p.status).toBe(200)
+        expect(r.body).toBe("ok")
+        r = await run("HTTP/1.1 100 Continue\r\n\r\n", [])
+        expect(r.p.complete).toBe(false)
+        expect(r.p.headComplete).toBe(false)
         r = await run("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", [], {
             noBody: true,
         })
@@ -245,6 +251,20 @@ describe("httpparse", () => {
         await throwsHttp(async () => await run(chunked + "xyz\r\n", []), "bad chunk size")
         await throwsHttp(async () => await run(chunked + "\r\n", []), "bad chunk size")
         await throwsHttp(async () => await run(chunked + "123456789\r\n", []), "bad chunk size")
+        await ds.sleep(0)
+        // sizes of 2^31 and more are refused (the VM's integer paths); leading zeros are fine
+        await throwsHttp(async () => await run(chunked + "80000000\r\n", []), "bad chunk size")
+        const zeros = await run(chunked + "000000002\r\nab\r\n0\r\n\r\n", [])
+        expect(zeros.body).toBe("ab")
+        await throwsHttp(
+            async () => await run("HTTP/1.1 200 OK\r\nContent-Length: 2147483648\r\n\r\n", []),
+            "content-length 2147483648 too large"
+        )
+        await ds.sleep(0)
+        // repeated kept headers are bounded
+        let many = "HTTP/1.1 200 OK\r\n"
+        for (let i = 0; i < 40; i++) many += "Connection: keep-alive\r\n"
+        await throwsHttp(async () => await feed(new ResponseParser(b => {}), many + "\r\n", 128), "too many kept headers")
         await throwsHttp(async () => await run(chunked + "3\r\nabcX\r\n", []), "missing CRLF")
         let ext = "5"
         for (let i = 0; i < 120; i++) ext += ";name=value"

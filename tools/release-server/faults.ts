@@ -47,6 +47,10 @@ export interface FaultPlan {
      * (without CRLF; at least 16) on every response of that origin; for testing a
      * client's 8 KB line and 32 KB head limits. */
     hugeHeader?: { origin: Origin; bytes: number }
+    /** Header lines added as they are (no check) to every response of that origin,
+     * after the usual ones: e.g. an ETag with a control byte, or a header repeated a
+     * thousand times. */
+    extraHeaders?: { origin: Origin; lines: [string, string][] }
     /** Origins whose bodies are sent with Transfer-Encoding: chunked (no
      * Content-Length) and a "Trailer: X-Checksum" header: chunk sizes from the PRNG
      * (1..2048 bytes, lowercase hex), every second chunk (the 2nd, 4th...) with the
@@ -264,6 +268,7 @@ function plan(ctx: Context, origin: Origin, rep: Reply, isHead: boolean, keepAli
     }
     if (f.headerBloat?.origins?.includes(origin)) headers = bloat(headers, rep.status)
     if (f.hugeHeader?.origin === origin) headers.push(["x-huge-header", fill("", "", Math.max(16, f.hugeHeader.bytes) - 15, "h")])
+    if (f.extraHeaders?.origin === origin) for (const [n, v] of f.extraHeaders.lines) headers.push([n, v])
     headers.push(["connection", keepAlive ? "keep-alive" : "close"])
     if (keepAlive) headers.push(["keep-alive", "timeout=30"])
 
