@@ -53,16 +53,6 @@ export interface RequestOptions {
     idleTimeout?: number
 }
 
-/** Counters since power-on, for the benchmark and the status lines. */
-export const httpStats = {
-    /** requests sent (each redirect hop counts) */
-    requests: 0,
-    /** TCP connections opened */
-    connections: 0,
-    /** body bytes received (headers not counted) */
-    bodyBytes: 0,
-}
-
 interface Connection {
     origin: string
     host: string
@@ -167,11 +157,6 @@ export class HttpResponse {
         return this.parser.header(name)
     }
 
-    /** Body bytes received so far. */
-    bodyBytes() {
-        return this.parser.bodyBytes
-    }
-
     /** Next piece of the body (at most PIECE_BYTES), or null at its end. */
     async read(): Promise<Buffer> {
         for (;;) {
@@ -209,7 +194,6 @@ export class HttpResponse {
     }
 
     _push(data: Buffer) {
-        httpStats.bodyBytes += data.length
         this.queue.push(data)
     }
 
@@ -267,7 +251,6 @@ async function open(url: URL, timeout: number): Promise<Connection> {
     let socket: Socket
     const until = ds.millis() + timeout
     try {
-        httpStats.connections++
         socket = await connect({
             host: url.hostname,
             port: defaultPort(url),
@@ -369,7 +352,6 @@ async function exchange(
     keep: string[],
     options: RequestOptions
 ): Promise<HttpResponse> {
-    httpStats.requests++
     for (const piece of head) if (piece.length) await conn.socket.send(piece)
     let res: HttpResponse
     const parser = new ResponseParser((data: Buffer) => res._push(data), {
