@@ -218,7 +218,14 @@ export class SimDevice extends EventEmitter {
         const text = line.slice(2)
         const i = text.indexOf(STATUS_PREFIX)
         if (i >= 0) {
-            const status: DeviceStatus = { ...JSON.parse(text.slice(i + STATUS_PREFIX.length)), boot: this.boots }
+            let parsed: any
+            try {
+                parsed = JSON.parse(text.slice(i + STATUS_PREFIX.length))
+            } catch (e) {
+                // the program printed a status line that is not JSON: say so, as an error
+                parsed = { event: "error", error: `unreadable status line: ${(e as Error).message}` }
+            }
+            const status: DeviceStatus = { ...parsed, boot: this.boots }
             this.emit("status", status)
         }
         this.log(text)

@@ -4,14 +4,16 @@
 // GitHub answers the asset's API URL with a redirect to a storage host; the token is
 // sent to the API origin only (http.ts drops it on every other origin).
 import * as ds from "@devicescript/core"
-import { request, HttpResponse, RequestError, DEFAULT_TIMEOUTS, originOf } from "./http"
+import { request, HttpResponse, RequestError, DEFAULT_TIMEOUTS, closeIdle, originOf } from "./http"
 import { parseContentRange } from "./httpparse"
 import { URL } from "@devicescript/net"
 import { GithubConfig, GithubError, apiError, apiOptions } from "./github"
 import { Backoff } from "./backoff"
 
-/** Bytes asked for in one Range request: what may arrive into the VM at once. */
+/** Bytes asked for in one Range request at most: what may arrive into the VM at once. */
 export const CHUNK_BYTES = 8192
+/** A request waits until the sink can take this much (or the rest of the asset). */
+const MIN_CHUNK_BYTES = 4096
 /** Consecutive failed attempts (no byte gained) before the download gives up. */
 export const MAX_FAILURES = 6
 const MAX_REDIRECTS = 5
@@ -25,8 +27,8 @@ export interface ByteSink {
     push(data: Buffer, from: number, to: number): Promise<void>
     /** bytes push() takes now without waiting */
     room(): number
-    /** resolves when everything pushed is stored (room() is then at its largest) */
-    flush(): Promise<void>
+    /** resolves once room() is at least `bytes` */
+    waitRoom(bytes: number): Promise<void>
 }
 
 /** What a download cost, for status lines and the benchmark. */
@@ -76,17 +78,18 @@ export class AssetDownload {
         const backoff = new Backoff(1000, 30000)
         let failures = 0
         while (offset < this.size) {
-            // A storage host that ignores Range keeps sending after our chunk, and the VM
-            // cannot hold it: a chunk is then only what the sink takes at once, read off
-            // the socket at full speed before the connection is closed.
-            if (this.stats.rangeIgnored) await sink.flush()
-            let n = Math.min(CHUNK_BYTES, this.size - offset)
-            if (this.stats.rangeIgnored) n = Math.min(n, sink.room())
+            // A response is always taken off the socket at once: a request asks for no
+            // more than the sink can take without waiting, so that a server that sends
+            // more than asked (a 200 that ignores Range, a 206 that runs on) never piles
+            // data up in the VM before the connection is closed.
+            await sink.waitRoom(Math.min(MIN_CHUNK_BYTES, this.size - offset))
+            const n = Math.min(Math.min(CHUNK_BYTES, this.size - offset), sink.room())
+            let want = n
             this.got = 0
             try {
                 const res = await this.get(offset, n)
                 try {
-                    n = await this.readChunk(res, offset, n, sink)
+                    want = await this.readChunk(res, offset, n, sink)
                 } finally {
                     offset += this.got
                     if (this.got) {
@@ -94,7 +97,7 @@ export class AssetDownload {
                         backoff.reset()
                     }
                 }
-                if (this.got < n) throw new Error(`download: connection ended at ${offset} of ${this.size}`)
+                if (this.got < want) throw new Error(`download: connection ended at ${offset} of ${this.size}`)
             } catch (e) {
                 if (!this.retryable(e)) throw e
                 if (++failures > MAX_FAILURES) throw e
@@ -103,6 +106,8 @@ export class AssetDownload {
                 await ds.sleep(backoff.next())
             }
         }
+        // nothing more is asked of the storage host: leave nothing open for it to fill
+        await closeIdle()
     }
 
     private retryable(e: any) {
@@ -175,9 +180,7 @@ export class AssetDownload {
             n = r.end - r.start + 1 // a server may send less than asked (RFC 9110 14.1.2)
         } else {
             // 200: the whole asset from byte 0. The VM has no receive backpressure, so
-            // the body is read up to the end of this chunk (no more than the sink takes
-            // at once) and the connection closed.
-            n = Math.min(n, sink.room())
+            // the body is read up to the end of this chunk and the connection closed.
             const length = res.header("content-length")
             if (length !== undefined && parseInt(length) !== this.size) {
                 await res.close()

@@ -12,10 +12,12 @@ import { ResponseParser, requestHead } from "./httpparse"
 // Data is fed to the parser in pieces this large at most, and the fiber really yields
 // every YIELD_BYTES or YIELD_PIECES: awaiting data that is already queued does not
 // suspend it, and a fiber that runs 128K opcodes without suspending panics (60001).
-// The JSON parser takes ~17 opcodes a byte.
+// The body is read off the socket faster than one lwIP window (5,760 bytes) arrives
+// per main-loop turn, so that a server sending more than asked cannot pile data up in
+// the VM; callers with costly work per byte (the JSON parser) yield on their own.
 const PIECE_BYTES = 512
-const YIELD_BYTES = 2048
-const YIELD_PIECES = 16
+const YIELD_BYTES = 8192
+const YIELD_PIECES = 64
 const HEAD_PIECE_BYTES = 128
 const HEAD_LINES_PER_YIELD = 16
 const USER_AGENT = "devicescript-github-ota/0.1"

@@ -51,6 +51,16 @@ function err(what: string): Error {
     return new Error(`http: ${what}`)
 }
 
+// server text quoted in an error: printable ASCII only, at most 40 characters
+function shown(s: string) {
+    let r = ""
+    for (let i = 0; i < s.length && i < 40; i++) {
+        const c = s.charCodeAt(i)
+        r += c >= 32 && c < 127 ? s[i] : "?"
+    }
+    return s.length > 40 ? r + "..." : r
+}
+
 // non-negative decimal integer, -1 if s is anything else
 function decimal(s: string) {
     if (!s.length || s.length > 10) return -1
@@ -288,7 +298,7 @@ export class ResponseParser {
         // whitespace in or before the name must be refused (RFC 9112 5.1);
         // not a full token check, which costs ~30 opcodes a character
         if (!name.length || name.indexOf(" ") >= 0 || name.indexOf("\t") >= 0)
-            throw err(`bad header line '${name}'`)
+            throw err(`bad header line '${shown(name)}'`)
         const nameBytes = this.lineBytes - 1 // before the colon
         this.headers++
         this.bufLen = 0
@@ -328,7 +338,7 @@ export class ResponseParser {
             this.values[k] = v
         } else if (st === L_NAME) {
             const s = this.lineText()
-            if (s.length) throw err(`bad header line '${s}'`)
+            if (s.length) throw err(`bad header line '${shown(s)}'`)
             this.endHead()
         }
         this.bufLen = 0
@@ -352,7 +362,7 @@ export class ResponseParser {
             code >= 100 &&
             code <= 999 &&
             (s.length === 12 || s[12] === " ")
-        if (!ok) throw err(`bad status line '${s}'`)
+        if (!ok) throw err(`bad status line '${shown(s)}'`)
         this.status = code
         this.statusText = s.slice(13)
     }
@@ -425,7 +435,7 @@ export class ResponseParser {
     // "1a2b;name=value": hex size, optional extensions
     private sizeLine(s: string) {
         const semi = s.indexOf(";")
-        if (semi < 0 && this.lineBytes > MAX_SIZE_KEPT) throw err(`bad chunk size '${s}'`)
+        if (semi < 0 && this.lineBytes > MAX_SIZE_KEPT) throw err(`bad chunk size '${shown(s)}'`)
         let hex = (semi < 0 ? s : s.slice(0, semi)).trim()
         let z = 0
         while (z < hex.length - 1 && hex[z] === "0") z++ // leading zeros are legal
@@ -435,10 +445,10 @@ export class ResponseParser {
             const c = hex.charCodeAt(i) | 32
             let d = c - 48
             if (d > 9) d = c >= 97 && c <= 102 ? c - 87 : -1
-            if (d < 0) throw err(`bad chunk size '${s}'`)
+            if (d < 0) throw err(`bad chunk size '${shown(s)}'`)
             v = v * 16 + d
         }
-        if (!hex.length || hex.length > 7) throw err(`bad chunk size '${s}'`)
+        if (!hex.length || hex.length > 7) throw err(`bad chunk size '${shown(s)}'`)
         this.lineBytes = 0
         this.bufLen = 0
         if (v > 0) {

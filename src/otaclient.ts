@@ -207,6 +207,15 @@ export class ImageWriter {
         return RING_BYTES - (this.filled - this.acked)
     }
 
+    /** Resolves once room() is at least `bytes` (at most RING_BYTES). */
+    async waitRoom(bytes: number) {
+        while (this.room() < bytes) {
+            if (this.error) throw this.error
+            if (this.done) throw new OtaError("closed", "write")
+            await ds.wait(this.progress, WAIT_MS)
+        }
+    }
+
     /** Appends data[from, to) at image offset `filled`; returns once it is held. */
     async push(data: Buffer, from: number, to: number) {
         let i = from

@@ -35,10 +35,12 @@ function isIdent(id: string) {
     return true
 }
 
-// numeric identifiers: no leading zero; 15 digits keep them exact in a double
+// numeric identifiers: no leading zero, at most 9 digits: the VM compares larger
+// numbers wrongly (its integer paths are exact below 2^31 only), which let a tag like
+// v999999999999999.0.0 pass as equal to an image's 1.1.0
 function isNumber(id: string) {
     return (
-        isNumeric(id) && id.length <= 15 && !(id.length > 1 && id[0] === "0")
+        isNumeric(id) && id.length <= 9 && !(id.length > 1 && id[0] === "0")
     )
 }
 

@@ -148,7 +148,7 @@ export class Updater {
                     progress.update(writer.filled)
                 },
                 room: () => writer.room(),
-                flush: async () => await writer.flush(),
+                waitRoom: async (bytes: number) => await writer.waitRoom(bytes),
             }, begun.nextOffset)
             await writer.flush()
             await writer.close()

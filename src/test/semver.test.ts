@@ -24,6 +24,10 @@ describe("semver", () => {
             "beta|2"
         )
         expect(parseSemver("1.2.3-x-y.0a").prerelease.join("|")).toBe("x-y|0a")
+        // numbers the VM compares exactly: at most 9 digits
+        expect(parseSemver("999999999.0.0").major).toBe(999999999)
+        throwsInvalid("v999999999999999.0.0")
+        throwsInvalid("1.0.1234567890")
     })
     test("semver.org precedence chain", async () => {
         const chain = [
