@@ -82,7 +82,9 @@ export class AssetDownload {
             // more than the sink can take without waiting, so that a server that sends
             // more than asked (a 200 that ignores Range, a 206 that runs on) never piles
             // data up in the VM before the connection is closed.
-            await sink.waitRoom(Math.min(MIN_CHUNK_BYTES, this.size - offset))
+            // (a host that ignores Range sends from byte 0 again: fewer, full chunks then)
+            const least = this.stats.rangeIgnored ? CHUNK_BYTES : MIN_CHUNK_BYTES
+            await sink.waitRoom(Math.min(least, this.size - offset))
             const n = Math.min(Math.min(CHUNK_BYTES, this.size - offset), sink.room())
             let want = n
             this.got = 0
