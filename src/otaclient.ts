@@ -6,6 +6,7 @@ import * as ds from "@devicescript/core"
 export const WRITE_BYTES = 232 // 236-byte packet payload minus the u32 offset
 const WINDOW = 4 // writes in flight; more only queues in the VM's packet throttle
 const REPORT_TIMEOUT_MS = 1000
+const SLOW_REPORT_MS = 30000 // begin (may re-hash a prefix) and commit (checks the image)
 const RETRIES = 5
 const SPARE_SLOT = 0xff
 const MAX_QUEUED = 16
@@ -95,7 +96,9 @@ export class OtaClient {
         payload.setAt(4, "u8", SPARE_SLOT)
         payload.setAt(5, "u8", resume ? ds.OtaUpdaterBeginFlags.Resume : 0)
         payload.blitAt(8, sha256, 0, sha256.length)
-        const r = await this.call(CMD_BEGIN, payload, "begin")
+        // not resent after REPORT_TIMEOUT_MS: a second begin would drop the first one's
+        // update (a resume re-hashes the prefix in the slot, which takes a while)
+        const r = await this.call(CMD_BEGIN, payload, "begin", SLOW_REPORT_MS)
         // a server older than next_offset sends an 8-byte report: it always starts from 0
         return { slot: r.getAt(1, "u8"), nextOffset: r.length >= 12 ? r.getAt(8, "u32") : 0 }
     }
@@ -107,7 +110,7 @@ export class OtaClient {
 
     /** Validates the image and selects it for the next boot. Returns the slot. */
     async commit(): Promise<number> {
-        const r = await this.call(CMD_COMMIT, Buffer.alloc(0), "commit", 30000)
+        const r = await this.call(CMD_COMMIT, Buffer.alloc(0), "commit", SLOW_REPORT_MS)
         return r.getAt(1, "u8")
     }
 
