@@ -13,9 +13,16 @@
 // ESP32 port keeps devsmgr.c's empty weak devs_panic_handler (devicescript-esp32 has no
 // other), and devs_panic() (fibers.c) only records the code and yields. The WASM VM
 // run here is that same devsmgr.c, so it restarts the program the same way, 5.24 s
-// after the panic, with its flash (vmFlash) untouched; this class only reports the
-// panic ("panic" event, `panics`) and counts program starts. The OTA server and the
-// flash file stay as they are, as on the chip.
+// after the panic, with its flash untouched; this class only reports the panic
+// ("panic" event, `panics`) and counts program starts. The OTA server and the flash file
+// stay as they are, as on the chip.
+//
+// The VM's own flash (the deployed program and the settings) is the `fstor` partition
+// of the flash file, as on the chip, where the runtime's flash driver maps it
+// (devicescript-esp32 main/flash.c): the WASM VM loads it at start and saves it after
+// every change (em_flash_load/em_flash_save), and this class writes the sectors that
+// changed. A blank fstor is a device that never had a program: the first power-on
+// deploys the settings and the program, as `devs` does over the bus.
 import {
     JDBus,
     JDServerServiceProvider,
@@ -28,10 +35,13 @@ import { EventEmitter } from "node:events"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { createVm, DevsModule, panicName } from "./vm"
-import { SimFlash } from "./flash"
+import { SECTOR_SIZE, SimFlash } from "./flash"
 import { OtaUpdaterServer } from "./ota-server"
 
-export const STATUS_PREFIX = "ota-status " // printed by src/updater.ts
+export { STATUS_PREFIX } from "../src/status"
+import { STATUS_PREFIX } from "../src/status"
+/** Label of the partition that holds the VM's flash: program and settings. */
+export const PROGRAM_STORE_LABEL = "fstor"
 const VM_DEVICE_ID = "5e6d0e0a7a5e0001"
 const SETTINGS_WAIT_MS = 10000
 
@@ -79,7 +89,6 @@ export class SimDevice extends EventEmitter {
     private vm?: DevsModule
     private bridge?: JDBridge
     private provider?: JDServerServiceProvider
-    private vmFlash = new Uint8Array(0) // the VM's own flash: program and settings
     private stopped = false
 
     constructor(readonly options: SimDeviceOptions) {
@@ -108,6 +117,7 @@ export class SimDevice extends EventEmitter {
             this.vm = undefined
         }
         if (this.bridge) this.bridge.bus = undefined as unknown as JDBus
+        this.server?.close()
         if (this.provider) this.bus.removeServiceProvider(this.provider)
         this.bridge = this.provider = undefined
     }
@@ -115,22 +125,30 @@ export class SimDevice extends EventEmitter {
     private async boot() {
         this.boots++
         const flash = SimFlash.open(this.options.flashFile)
+        const store = flash.partition(PROGRAM_STORE_LABEL)
         const server = new OtaUpdaterServer(flash, {
             // (a reboot asked for by a server that lost its power does not happen)
             onReboot: () => setImmediate(() => this.server === server && this.reboot()),
+            // devsmgr_deploy_*: the VM stops the program, writes the store, restarts it
+            deployProgram: bytecode => {
+                if (this.server !== server || !this.vm) throw new Error("runtime not running")
+                const r = this.vm.devsDeploy(bytecode)
+                if (r) throw new Error(`deploy failed: ${r}`)
+            },
         })
         this.server = server
         this.provider = new JDServerServiceProvider("esp32s3-ota", [this.server])
         this.bus.addServiceProvider(this.provider)
         this.emit("boot", this.boots, this.server)
 
-        const firstPowerOn = this.vmFlash.length === 0
+        const firstPowerOn = flash.read(store.offset, store.size).every(b => b === 0xff)
         const vm = (this.vm = await createVm())
         vm.dmesg = line => this.onDmesg(line)
         vm.log = vm.error = (...args) => this.options.verbose && this.log(args.join(" "))
         vm.panicHandler = code => this.onPanic(vm, code)
-        vm.flashLoad = () => this.vmFlash
-        vm.flashSave = data => (this.vmFlash = data.slice())
+        vm.flashSize = store.size
+        vm.flashLoad = () => flash.read(store.offset, store.size)
+        vm.flashSave = data => this.vm === vm && saveChangedSectors(flash, store.offset, data)
         // Both directions are deferred: the VM drops frames that arrive while it runs.
         this.bridge = createProxyBridge(frame => setImmediate(() => vm.handlePacket(frame)))
         vm.sendPacket = frame => setImmediate(() => this.bridge?.receiveFrameOrPacket(frame))
@@ -138,6 +156,8 @@ export class SimDevice extends EventEmitter {
         vm.devsSetDeviceId(VM_DEVICE_ID)
         vm.devsStart()
 
+        // A program copy cut short by a reset is finished before anything else.
+        if (!firstPowerOn) server.recoverProgram()
         // First power-on: deploy settings, then the program, like `devs` does.
         if (firstPowerOn) {
             await this.deploySettings()
@@ -233,5 +253,16 @@ export class SimDevice extends EventEmitter {
 
     private log(line: string) {
         this.options.log?.(line)
+    }
+}
+
+/** em_flash_save: the VM's whole flash; only the sectors that differ are erased and written. */
+function saveChangedSectors(flash: SimFlash, offset: number, data: Uint8Array) {
+    for (let o = 0; o < data.length; o += SECTOR_SIZE) {
+        const want = Buffer.from(data.subarray(o, o + SECTOR_SIZE))
+        const have = flash.read(offset + o, want.length)
+        if (have.equals(want)) continue
+        flash.eraseSector(offset + o)
+        if (!want.every(b => b === 0xff)) flash.write(offset + o, want)
     }
 }

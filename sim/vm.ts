@@ -16,6 +16,8 @@ export interface DevsModule {
     deployHandler?: (code: number) => void
     flashLoad: (() => Uint8Array) | null
     flashSave: ((data: Uint8Array) => void) | null
+    /** Bytes of the VM's flash (em_flash_size); 128 KB when unset. */
+    flashSize?: number
     dmesg: (line: string) => void
     log: (...args: any[]) => void
     error: (...args: any[]) => void

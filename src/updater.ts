@@ -7,8 +7,7 @@ import { OtaClient, OtaError } from "./otaclient"
 import { compareSemver, isNewer, parseSemver } from "./semver"
 import { Progress } from "./progress"
 
-/** Machine-readable status lines start with this; the simulator's runner reads them. */
-export const STATUS_PREFIX = "ota-status "
+import { STATUS_PREFIX } from "./status"
 
 export function status(event: string, fields: any) {
     fields.event = event
