@@ -126,9 +126,10 @@ export class SimDevice extends EventEmitter {
         this.boots++
         const flash = SimFlash.open(this.options.flashFile)
         const store = flash.partition(PROGRAM_STORE_LABEL)
-        const server = new OtaUpdaterServer(flash, {
+        const server: OtaUpdaterServer = new OtaUpdaterServer(flash, {
             // (a reboot asked for by a server that lost its power does not happen)
             onReboot: () => setImmediate(() => this.server === server && this.reboot()),
+            log: line => this.server === server && this.log(line),
             // devsmgr_deploy_*: the VM stops the program, writes the store, restarts it
             deployProgram: bytecode => {
                 if (this.server !== server || !this.vm) throw new Error("runtime not running")

@@ -556,6 +556,11 @@ export class OtaUpdaterServer extends JDServiceServer {
         }
     }
 
+    /** A program record is in NVS: a copy into the program store has started and not finished. */
+    programInstallPending(): boolean {
+        return !!this.nvs.get(PROGRAM_SIM_KEY)
+    }
+
     /** Stops deferred work (a program install not started yet): the device lost power or reset. */
     close() {
         if (this.installTimer) clearTimeout(this.installTimer)

@@ -1,7 +1,16 @@
 // Builds the device program with the pinned devicescript CLI and reads its settings
 // files (.env.defaults, then .env.local), as `devs` does when it deploys.
 import { execFileSync } from "node:child_process"
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync } from "node:fs"
+import {
+    copyFileSync,
+    existsSync,
+    mkdtempSync,
+    readFileSync,
+    rmSync,
+    symlinkSync,
+    unlinkSync,
+    writeFileSync,
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 
@@ -17,6 +26,13 @@ export interface BuildOptions {
     entry?: string
     /** Reuse .devicescript/bin/bytecode.devs when it exists (main program only). */
     skip?: boolean
+    /**
+     * The program version the build records ("@version", read on the device with
+     * `ds._dcfgString("@version")`), e.g. "v1.2.0". `devs build` takes it from git tags or
+     * package.json; with this option the program is built in a scratch project whose
+     * package.json has this version and no git.
+     */
+    version?: string
 }
 
 /**
@@ -28,7 +44,7 @@ export interface BuildOptions {
  */
 export function buildProgram(options: BuildOptions = {}): Buffer {
     const entry = resolve(ROOT, options.entry || MAIN_ENTRY)
-    if (entry !== resolve(ROOT, MAIN_ENTRY)) return buildElsewhere(entry)
+    if (entry !== resolve(ROOT, MAIN_ENTRY) || options.version) return buildElsewhere(entry, options.version)
     if (!options.skip || !existsSync(BYTECODE)) devsBuild(MAIN_ENTRY, ROOT)
     return readFileSync(BYTECODE)
 }
@@ -41,11 +57,12 @@ function devsBuild(entry: string, cwd: string) {
     })
 }
 
-function buildElsewhere(entry: string): Buffer {
+function buildElsewhere(entry: string, version?: string): Buffer {
     const dir = mkdtempSync(join(tmpdir(), "devs-build-"))
     const links: string[] = []
     try {
         copyFileSync(join(ROOT, "devsconfig.json"), join(dir, "devsconfig.json"))
+        if (version) tagScratchProject(dir, version)
         for (const name of ["node_modules", "services", "boards"]) {
             if (!existsSync(join(ROOT, name))) continue
             symlinkSync(join(ROOT, name), join(dir, name), "dir")
@@ -58,6 +75,22 @@ function buildElsewhere(entry: string): Buffer {
         for (const link of links) unlinkSync(link)
         rmSync(dir, { recursive: true, force: true })
     }
+}
+
+// `devs build` records "@version" only inside a git work tree: `git describe --tags`, exact
+// when the tree is clean and on a tag v[0-9]* (cli/src/build.ts compilePackageJson).
+function tagScratchProject(dir: string, version: string) {
+    if (!/^v\d/.test(version)) throw new Error(`program version "${version}": tag it like v1.2.3`)
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "ota-program", version: version.slice(1) }))
+    const git = (...args: string[]) =>
+        execFileSync("git", ["-c", "user.name=sim", "-c", "user.email=sim@localhost", ...args], {
+            cwd: dir,
+            stdio: "ignore",
+        })
+    git("init", "-q")
+    git("add", "package.json", "devsconfig.json")
+    git("commit", "-q", "-m", version)
+    git("tag", version)
 }
 
 /** KEY=VALUE lines; numbers stay numbers, everything else is a string. */

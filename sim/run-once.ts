@@ -106,7 +106,22 @@ export function runOnce(device: SimDevice, options: RunOnceOptions = {}): Promis
                 checksSeen = 0
             } else if (s.event === "confirmed") confirmed = true
             else if (s.event === "error" && !options.allowErrors) finish({ result: "error", error: s.error, boot: s.boot })
-            else if (s.event === "up-to-date" && (!committed || s.boot > committed.boot)) {
+            else if (s.event === "up-to-date" && committed?.target === "program") {
+                // a new program restarts in the same boot and reports its own version
+                if (++checksSeen < checks) return
+                const image = bootedImage(device.options.flashFile)
+                const ok = s.program === committed.to
+                finish({
+                    result: ok ? "updated" : "error",
+                    target: "program",
+                    from: committed.from,
+                    to: s.program,
+                    version: s.version,
+                    slot: image.slot,
+                    seconds: committed.seconds,
+                    ...(ok ? {} : { error: `program ${s.program} runs, not ${committed.to}` }),
+                })
+            } else if (s.event === "up-to-date" && (!committed || s.boot > committed.boot)) {
                 if (++checksSeen < checks) return
                 const image = bootedImage(device.options.flashFile)
                 if (!committed)

@@ -34,6 +34,8 @@ export interface GithubConfig {
     repo: string
     token: string
     assetPattern: string
+    /** name pattern of the DeviceScript program asset ("" or absent: programs are not updated) */
+    programPattern?: string
     channel?: Channel
 }
 
@@ -53,12 +55,16 @@ export interface Release {
     assetCount: number
     /** the first asset whose name matches the pattern, or null */
     asset: ReleaseAsset
+    /** the first asset whose name matches the program pattern, or null */
+    program: ReleaseAsset
 }
 
 export interface LatestResult {
     release: Release
     /** answered 304 to our ETag: same release as last time (asset null after a reboot) */
     notModified: boolean
+    /** false after a 304 that followed a reboot: the tag is known, the assets are not */
+    assetsKnown: boolean
 }
 
 /**
@@ -142,6 +148,7 @@ class ReleaseCollector {
 
     constructor(
         private pattern: string,
+        private programPattern: string,
         private list: boolean
     ) {
         if (!list) this.release = newRelease()
@@ -192,7 +199,10 @@ class ReleaseCollector {
     finishAsset() {
         const a = this.asset
         this.asset = null
-        if (a && !this.release.asset && globMatch(this.pattern, a.name)) this.release.asset = a
+        if (!a) return
+        if (!this.release.asset && globMatch(this.pattern, a.name)) this.release.asset = a
+        else if (!this.release.program && this.programPattern && globMatch(this.programPattern, a.name))
+            this.release.program = a
     }
 
     /** Ends the release being read; in a list keeps it when it is the newest so far. */
@@ -232,7 +242,7 @@ function fnv1a(s: string) {
 }
 
 function newRelease(): Release {
-    return { tag: "", draft: false, prerelease: false, assetCount: 0, asset: null }
+    return { tag: "", draft: false, prerelease: false, assetCount: 0, asset: null, program: null }
 }
 
 /**
@@ -240,8 +250,13 @@ function newRelease(): Release {
  * collector. GitHub sends the release notes (`body`) after the assets, so reading a
  * single release stops when its assets array closes: the notes are never parsed.
  */
-export async function parseRelease(res: HttpResponse, pattern: string, list = false): Promise<Release> {
-    const c = new ReleaseCollector(pattern, list)
+export async function parseRelease(
+    res: HttpResponse,
+    pattern: string,
+    list = false,
+    programPattern = ""
+): Promise<Release> {
+    const c = new ReleaseCollector(pattern, programPattern, list)
     let assetsDone = false
     const json = new JsonStream((path: string, value: any) => c.onValue(path, value), {
         onEnd: (path: string) => {
@@ -308,7 +323,7 @@ export class GithubReleases {
      */
     key() {
         const c = this.cfg
-        return fnv1a(`${c.api} ${c.owner}/${c.repo} ${c.channel || "stable"} ${c.assetPattern}`)
+        return fnv1a(`${c.api} ${c.owner}/${c.repo} ${c.channel || "stable"} ${c.assetPattern} ${c.programPattern || ""}`)
     }
 
     /**
@@ -328,7 +343,7 @@ export class GithubReleases {
             const cached = this.cached && this.cached.tag === s.tag ? this.cached : null
             const release = cached || newRelease()
             release.tag = s.tag
-            return { release, notModified: true }
+            return { release, notModified: true, assetsKnown: !!cached }
         }
         if (res.status !== 200) {
             await res.close() // an error body is not waited for
@@ -337,9 +352,14 @@ export class GithubReleases {
         let etag = res.header("etag")
         // only an ETag that can be sent back and kept in a setting is used
         if (etag && (etag.length > MAX_ETAG || !isHeaderValue(etag))) etag = undefined
-        const release = await parseRelease(res, this.cfg.assetPattern, this.cfg.channel === "prerelease")
+        const release = await parseRelease(
+            res,
+            this.cfg.assetPattern,
+            this.cfg.channel === "prerelease",
+            this.cfg.programPattern || ""
+        )
         this.cached = release
         this.saved = etag && release.tag.length <= MAX_TAG ? { key: this.key(), etag, tag: release.tag } : null
-        return { release, notModified: false }
+        return { release, notModified: false, assetsKnown: true }
     }
 }

@@ -27,6 +27,7 @@ async function loadConfig(): Promise<GithubConfig> {
         repo: await str("GITHUB_REPO", ""),
         token: await str("GITHUB_TOKEN", ""),
         assetPattern: await str("ASSET_PATTERN", "*.bin"),
+        programPattern: await str("PROGRAM_ASSET", "*.devs"),
         channel: channel as Channel,
     }
 }
@@ -73,7 +74,9 @@ async function main() {
     }
     // "int:0" binds to the native server inside this device's runtime.
     const ota = new OtaClient(new ds.OtaUpdater("ota[int:0]"))
-    const updater = new Updater(cfg, ota)
+    // "@version" of this program's build (`devs build` takes it from the git tag)
+    const programVersion = ds._dcfgString("@version") || "(none)"
+    const updater = new Updater(cfg, ota, programVersion)
     updater.releases.saved = await loadEtag()
     updater.onSaved = saveEtag
 
@@ -89,7 +92,7 @@ async function main() {
         }, selfTest)
     }
 
-    console.log(`ota: watching ${cfg.owner}/${cfg.repo} (${cfg.channel}) every ${interval / 1000} s`)
+    console.log(`ota: program ${programVersion}, watching ${cfg.owner}/${cfg.repo} (${cfg.channel}) every ${interval / 1000} s`)
     // Transient failures (network, 5xx) retry sooner, backing off up to the interval;
     // a pending image retries within its self-test window.
     const backoff = new Backoff(running.pendingVerify ? 2000 : 30000, running.pendingVerify ? 15000 : interval)

@@ -2,13 +2,13 @@
 // acknowledged by the VM, so every command waits for its report, and writes are
 // pipelined in a small window with the report's next_offset as the acknowledgement.
 import * as ds from "@devicescript/core"
+import { OTA_ERROR_NAMES } from "./protocol.g"
 
-export const WRITE_BYTES = 232 // 236-byte packet payload minus the u32 offset
+export const WRITE_BYTES = ds.OtaUpdaterLimits.WriteBytes // 236-byte packet payload minus the u32 offset
 const WINDOW = 4 // writes in flight; more only queues in the VM's packet throttle
 const REPORT_TIMEOUT_MS = 1000
 const SLOW_REPORT_MS = 30000 // begin (may re-hash a prefix) and commit (checks the image)
 const RETRIES = 5
-const SPARE_SLOT = 0xff
 const MAX_QUEUED = 16
 
 // Command codes generated from services/otaupdater.md.
@@ -20,21 +20,9 @@ const CMD_REBOOT = ds.OtaUpdaterCodes.CmdReboot
 const CMD_CONFIRM = ds.OtaUpdaterCodes.CmdConfirm
 const CMD_REJECT = ds.OtaUpdaterCodes.CmdReject
 
-const ERROR_NAMES = [
-    "none",
-    "bad_offset",
-    "too_large",
-    "flash_write",
-    "sha256_mismatch",
-    "not_app_image",
-    "wrong_chip",
-    "invalid_state",
-    "incomplete",
-    "bad_target",
-]
-
+/** The spec's name of an `Error` code, e.g. "sha256_mismatch". */
 export function otaErrorName(code: number) {
-    return ERROR_NAMES[code] || `error_${code}`
+    return OTA_ERROR_NAMES[code] || `error_${code}`
 }
 
 /** An error reported by the OTA service; `code` is its name, e.g. "sha256_mismatch". */
@@ -88,12 +76,13 @@ export class OtaClient {
     /**
      * Starts an update; `sha256` is 32 bytes or empty when unknown. With `resume`, the
      * service continues a partial image of the same asset (same size and sha256) left by a
-     * reset; `nextOffset` is where writing must go on (0: from the start).
+     * reset; `nextOffset` is where writing must go on (0: from the start). `target` is a
+     * `ds.OtaUpdaterTarget`: the spare firmware slot (default) or the program store.
      */
-    async begin(size: number, sha256: Buffer, resume: boolean): Promise<OtaBegin> {
+    async begin(size: number, sha256: Buffer, resume: boolean, target?: number): Promise<OtaBegin> {
         const payload = Buffer.alloc(8 + sha256.length)
         payload.setAt(0, "u32", size)
-        payload.setAt(4, "u8", SPARE_SLOT)
+        payload.setAt(4, "u8", target === undefined ? ds.OtaUpdaterTarget.Spare : target)
         payload.setAt(5, "u8", resume ? ds.OtaUpdaterBeginFlags.Resume : 0)
         payload.blitAt(8, sha256, 0, sha256.length)
         // not resent after REPORT_TIMEOUT_MS: a second begin would drop the first one's

@@ -1,14 +1,19 @@
 // One update check: confirm a freshly booted image once the release API answered,
 // resolve the release, compare versions, download (resuming where the OTA service
-// left off) and flash, commit, reboot.
-import { GithubConfig, GithubReleases, Release, SavedEtag } from "./github"
+// left off) and flash, commit, then reboot into new firmware or let the runtime restart
+// a new program.
+import * as ds from "@devicescript/core"
+import { GithubConfig, GithubReleases, Release, ReleaseAsset, SavedEtag } from "./github"
 import { AssetDownload } from "./download"
 import { OtaClient, OtaError } from "./otaclient"
-import { compareSemver, isNewer, parseSemver } from "./semver"
+import { isNewer } from "./semver"
 import { Progress } from "./progress"
-
 import { STATUS_PREFIX } from "./status"
+import { DescriptorCheck, ProgramCheck, ReleaseError, checkTag } from "./imagecheck"
 
+export { ReleaseError } from "./imagecheck"
+
+/** Prints a status line: STATUS_PREFIX, then `fields` with `event` added, as JSON. */
 export function status(event: string, fields: any) {
     fields.event = event
     console.log(STATUS_PREFIX + JSON.stringify(fields))
@@ -18,61 +23,16 @@ function hexToBuffer(hex: string) {
     return hex.length === 64 ? Buffer.from(hex, "hex") : Buffer.alloc(0)
 }
 
-/** A release that cannot be installed as published: retried at the next scheduled check. */
-export class ReleaseError extends Error {
-    constructor(message: string) {
-        super(message)
-        this.name = "ReleaseError"
-    }
-}
+// The OTA service copies a checked program into the program store about 100 ms after
+// commit's report, and the runtime restarts the program: this one does not live long.
+const PROGRAM_RESTART_WAIT_MS = 15000
 
-function checkTag(tag: string) {
+/** `running` is older than `tag`; a version that is not semver (a local build) is older than any tag. */
+function olderThan(running: string, tag: string) {
     try {
-        parseSemver(tag)
+        return isNewer(tag, running)
     } catch {
-        throw new ReleaseError(`release tag '${tag}' is not a semver version: tag releases like v1.2.3`)
-    }
-}
-
-// esp_app_desc_t.version: 32 bytes at image offset 48 (24-byte image header, 8-byte
-// segment header, then magic, secure_version and two reserved words), ESP-IDF
-// components/esp_app_format/include/esp_app_desc.h
-const VERSION_AT = 48
-const VERSION_LEN = 32
-const versionBytes = Buffer.alloc(VERSION_LEN)
-
-/**
- * Checks, as the first bytes of an image go by, that its app descriptor's version is
- * the release tag: a release whose asset is another version would reinstall forever
- * (or install an older image). Throws ReleaseError.
- */
-class DescriptorCheck {
-    private done = false
-    constructor(private tag: string) {}
-
-    see(offset: number, data: Buffer, from: number, to: number) {
-        if (this.done) return
-        if (offset === 0 && to > from && data[from] !== 0xe9)
-            throw new ReleaseError(`release ${this.tag}: the asset is not an ESP app image (first byte ${data[from]})`)
-        if (offset > VERSION_AT) {
-            this.done = true // a resumed update: checked when its start went by
-            return
-        }
-        // copy what this piece holds of [VERSION_AT, VERSION_AT + VERSION_LEN)
-        const a = Math.max(VERSION_AT, offset)
-        const b = Math.min(VERSION_AT + VERSION_LEN, offset + (to - from))
-        if (b > a) versionBytes.blitAt(a - VERSION_AT, data, from + (a - offset), b - a)
-        if (offset + (to - from) < VERSION_AT + VERSION_LEN) return
-        this.done = true
-        let end = versionBytes.indexOf(0)
-        if (end < 0) end = VERSION_LEN
-        const version = versionBytes.slice(0, end).toString()
-        let same = false
-        try {
-            same = compareSemver(version, this.tag) === 0
-        } catch {}
-        if (!same)
-            throw new ReleaseError(`release ${this.tag}: the image's app descriptor says version '${version}'`)
+        return true
     }
 }
 
@@ -81,9 +41,14 @@ export class Updater {
     /** called when the ETag to keep across reboots changed */
     onSaved: (saved: SavedEtag) => Promise<void>
 
+    /**
+     * `programVersion` is this program's own "@version" (`ds._dcfgString("@version")`),
+     * compared with the tag when the config has a program pattern.
+     */
     constructor(
         private cfg: GithubConfig,
-        private ota: OtaClient
+        private ota: OtaClient,
+        private programVersion: string
     ) {
         this.releases = new GithubReleases(cfg)
     }
@@ -95,10 +60,16 @@ export class Updater {
         return r
     }
 
-    /** Runs one check; returns true when a new image was committed and the device reboots. */
+    /**
+     * Runs one check; returns true when new firmware was committed and the device reboots.
+     * A release can carry firmware (ASSET_PATTERN) and a program (PROGRAM_ASSET): firmware
+     * older than the tag is updated first (the device reboots into it, still running this
+     * program), then a program older than the tag. A new program replaces this one: the
+     * call does not return unless the install failed (it throws).
+     */
     async check(): Promise<boolean> {
         const running = await this.ota.status()
-        let { release, notModified } = await this.latest(false)
+        let { release, notModified, assetsKnown } = await this.latest(false)
 
         // The new image reached the release API: it works well enough to keep.
         if (running.pendingVerify) {
@@ -107,39 +78,56 @@ export class Updater {
         }
 
         checkTag(release.tag)
-        if (!isNewer(release.tag, running.version)) {
-            status("up-to-date", { version: running.version, latest: release.tag, notModified })
+        const tag = release.tag
+        const firmwareOld = isNewer(tag, running.version)
+        const programOld = !!this.cfg.programPattern && olderThan(this.programVersion, tag)
+        const upToDate = { version: running.version, program: this.programVersion, latest: tag, notModified }
+        if (!firmwareOld && !programOld) {
+            status("up-to-date", upToDate)
             return false
         }
-        // After a reboot a 304 names the tag but not the asset: read the release.
-        if (!release.asset && notModified) release = (await this.latest(true)).release
-        await this.install(release, running.version, running.maxImageSize)
-        return true
+        // After a reboot a 304 names the tag but not the assets: read the release.
+        if (!assetsKnown) release = (await this.latest(true)).release
+        if (firmwareOld && release.asset) {
+            await this.install(tag, release.asset, false, running.version, running.maxImageSize)
+            return true
+        }
+        if (programOld && release.program) {
+            await this.install(tag, release.program, true, this.programVersion, 0)
+            await ds.sleep(PROGRAM_RESTART_WAIT_MS)
+            throw new ReleaseError(`release ${tag}: the program was committed but not restarted`)
+        }
+        if (!release.asset && !release.program)
+            throw new ReleaseError(
+                `release ${tag}: no asset matches ASSET_PATTERN '${this.cfg.assetPattern}'` +
+                    (this.cfg.programPattern ? ` or PROGRAM_ASSET '${this.cfg.programPattern}'` : "") +
+                    ` (${release.assetCount} assets)`
+            )
+        // what is older than the tag has no asset in it (a program-only or firmware-only release)
+        status("up-to-date", upToDate)
+        return false
     }
 
-    private async install(release: Release, from: string, maxImageSize: number) {
-        const tag = release.tag
-        const asset = release.asset
-        if (!asset)
-            throw new ReleaseError(
-                `release ${tag}: no asset matches ASSET_PATTERN '${this.cfg.assetPattern}' (${release.assetCount} assets)`
-            )
+    // Downloads `asset` into the spare firmware slot, or the program store with `program`,
+    // and commits it. maxImageSize 0: the service checks the size in begin.
+    private async install(tag: string, asset: ReleaseAsset, program: boolean, from: string, maxImageSize: number) {
         if (asset.state !== "uploaded") throw new ReleaseError(`release ${tag}: asset ${asset.name} is ${asset.state}`)
         if (!(asset.size > 0) || !asset.url)
             throw new ReleaseError(`release ${tag}: asset ${asset.name} has no valid size or url (${asset.size})`)
-        if (asset.size > maxImageSize)
+        if (maxImageSize && asset.size > maxImageSize)
             throw new ReleaseError(`release ${tag}: ${asset.name} is ${asset.size} bytes, the slot holds ${maxImageSize}`)
 
         console.log(`ota: ${from} -> ${tag}: ${asset.name}, ${asset.size} bytes`)
         const sha256 = hexToBuffer(asset.sha256)
         // Resume needs the asset's identity: size and SHA-256.
-        const begun = await this.ota.begin(asset.size, sha256, sha256.length > 0)
+        const target = program ? ds.OtaUpdaterTarget.Program : ds.OtaUpdaterTarget.Spare
+        const begun = await this.ota.begin(asset.size, sha256, sha256.length > 0, target)
         if (begun.nextOffset) status("resumed", { to: tag, offset: begun.nextOffset, bytes: asset.size })
         const progress = new Progress(asset.size)
         const download = new AssetDownload(this.cfg, asset.url, asset.size)
         const writer = this.ota.writer(begun.nextOffset, asset.size)
         try {
-            const head = new DescriptorCheck(tag)
+            const head = program ? new ProgramCheck(tag, asset.size) : new DescriptorCheck(tag)
             await download.run({
                 push: async (data: Buffer, from: number, to: number) => {
                     head.see(writer.filled, data, from, to)
@@ -160,6 +148,7 @@ export class Updater {
         }
         const st = download.stats
         status("committed", {
+            target: program ? "program" : "firmware",
             from,
             to: tag,
             slot: begun.slot,
@@ -172,6 +161,6 @@ export class Updater {
             retries: st.retries,
             rangeIgnored: st.rangeIgnored,
         })
-        await this.ota.reboot()
+        if (!program) await this.ota.reboot()
     }
 }

@@ -151,7 +151,7 @@ describe("end to end on the DeviceScript VM", function () {
 
     it("reports a release without a matching asset", async () => {
         publish("noasset", "v1.5.0", [{ name: "widget-1.5.0-esp32c3.bin", data: buildAppImage({ version: "1.5.0", payloadSize: 4096 }) }])
-        await expectRefusal("noasset", /no asset matches ASSET_PATTERN 'widget-\*-esp32s3.bin' \(1 assets\)/)
+        await expectRefusal("noasset", /no asset matches ASSET_PATTERN 'widget-\*-esp32s3.bin' or PROGRAM_ASSET '\*.devs' \(1 assets\)/)
     })
 
     it("reports malformed release JSON", async () => {

@@ -1,0 +1,144 @@
+// Checks of an asset made while its bytes stream by, before anything is committed: the
+// firmware's app descriptor, or the program's bytecode header and "@version", must name
+// the release tag. A release whose asset is another version would reinstall forever (or
+// install an older one).
+import { compareSemver, parseSemver } from "./semver"
+
+/** A release that cannot be installed as published: retried at the next scheduled check. */
+export class ReleaseError extends Error {
+    constructor(message: string) {
+        super(message)
+        this.name = "ReleaseError"
+    }
+}
+
+export function checkTag(tag: string) {
+    try {
+        parseSemver(tag)
+    } catch {
+        throw new ReleaseError(`release tag '${tag}' is not a semver version: tag releases like v1.2.3`)
+    }
+}
+
+// esp_app_desc_t.version: 32 bytes at image offset 48 (24-byte image header, 8-byte
+// segment header, then magic, secure_version and two reserved words), ESP-IDF
+// components/esp_app_format/include/esp_app_desc.h
+const VERSION_AT = 48
+const VERSION_LEN = 32
+const versionBytes = Buffer.alloc(VERSION_LEN)
+
+/**
+ * Checks, as the first bytes of an image go by, that its app descriptor's version is
+ * the release tag: a release whose asset is another version would reinstall forever
+ * (or install an older image). Throws ReleaseError.
+ */
+export class DescriptorCheck {
+    private done = false
+    constructor(private tag: string) {}
+
+    see(offset: number, data: Buffer, from: number, to: number) {
+        if (this.done) return
+        if (offset === 0 && to > from && data[from] !== 0xe9)
+            throw new ReleaseError(`release ${this.tag}: the asset is not an ESP app image (first byte ${data[from]})`)
+        if (offset > VERSION_AT) {
+            this.done = true // a resumed update: checked when its start went by
+            return
+        }
+        // copy what this piece holds of [VERSION_AT, VERSION_AT + VERSION_LEN)
+        const a = Math.max(VERSION_AT, offset)
+        const b = Math.min(VERSION_AT + VERSION_LEN, offset + (to - from))
+        if (b > a) versionBytes.blitAt(a - VERSION_AT, data, from + (a - offset), b - a)
+        if (offset + (to - from) < VERSION_AT + VERSION_LEN) return
+        this.done = true
+        let end = versionBytes.indexOf(0)
+        if (end < 0) end = VERSION_LEN
+        const version = versionBytes.slice(0, end).toString()
+        let same = false
+        try {
+            same = compareSemver(version, this.tag) === 0
+        } catch {}
+        if (!same)
+            throw new ReleaseError(`release ${this.tag}: the image's app descriptor says version '${version}'`)
+    }
+}
+
+// DeviceScript bytecode (tools/devs-image.ts has the layout): magic0 "DevS", magic1, then
+// ten {start, length} section headers from byte 32; the last is the dcfg section with the
+// build's "@version". DCFG: u16 entry count at 12, 24-byte entries from byte 88, each
+// {key char[16], u16 hash, u16 type | size << 2, u32 value}; type 2 is a string whose
+// value is its offset in the section.
+const DEVS_MAGIC_HEX = "446576530a6e29f1"
+const DCFG_HEADER_AT = 32 + 9 * 8
+const PROGRAM_HEAD = DCFG_HEADER_AT + 8
+const DCFG_MAX = 1024 // a build's dcfg is a few hundred bytes
+const DCFG_ENTRIES_AT = 88
+const DCFG_ENTRY = 24
+const head = Buffer.alloc(PROGRAM_HEAD)
+const dcfg = Buffer.alloc(DCFG_MAX)
+
+/**
+ * Checks a DeviceScript program asset as it goes by: the bytecode magic, and that the
+ * "@version" its build recorded (`devs build` takes it from the git tag) is the release
+ * tag. A resumed download (first offset above 0) was checked when its start went by, as
+ * far as it got; the version, at the end of the image, is then not checked. Throws
+ * ReleaseError.
+ */
+export class ProgramCheck {
+    private skip = false
+    private started = false
+    private dcfgAt = 0
+    private dcfgLen = 0
+
+    constructor(private tag: string, private size: number) {}
+
+    see(offset: number, data: Buffer, from: number, to: number) {
+        if (!this.started) {
+            this.started = true
+            this.skip = offset > 0
+        }
+        if (this.skip) return
+        const end = offset + (to - from)
+        copyRange(head, 0, offset, data, from, to)
+        if (offset < 8 && end >= 8 && head.slice(0, 8).toString("hex") !== DEVS_MAGIC_HEX)
+            throw new ReleaseError(`release ${this.tag}: the program asset is not DeviceScript bytecode`)
+        if (offset < PROGRAM_HEAD && end >= PROGRAM_HEAD) {
+            this.dcfgAt = head.getAt(DCFG_HEADER_AT, "u32")
+            this.dcfgLen = head.getAt(DCFG_HEADER_AT + 4, "u32")
+            if (this.dcfgLen > DCFG_MAX || this.dcfgAt + this.dcfgLen > this.size || this.dcfgLen < DCFG_ENTRIES_AT)
+                throw new ReleaseError(`release ${this.tag}: the program asset has no readable build configuration`)
+        }
+        if (!this.dcfgLen) return
+        copyRange(dcfg, this.dcfgAt, offset, data, from, Math.min(to, from + this.dcfgAt + this.dcfgLen - offset))
+        if (offset < this.dcfgAt + this.dcfgLen && end >= this.dcfgAt + this.dcfgLen) {
+            const version = dcfgVersion(this.dcfgLen)
+            let same = false
+            try {
+                same = compareSemver(version, this.tag) === 0
+            } catch {}
+            if (!same) throw new ReleaseError(`release ${this.tag}: the program asset was built as version '${version}'`)
+        }
+    }
+}
+
+// Copies the part of data[from, to) (image bytes from `offset`) that falls in
+// [base, base + dst.length) of the image into dst.
+function copyRange(dst: Buffer, base: number, offset: number, data: Buffer, from: number, to: number) {
+    const a = Math.max(base, offset)
+    const b = Math.min(base + dst.length, offset + (to - from))
+    if (b > a) dst.blitAt(a - base, data, from + (a - offset), b - a)
+}
+
+function dcfgVersion(len: number): string {
+    const count = dcfg.getAt(12, "u16")
+    for (let i = 0; i < count; i++) {
+        const e = DCFG_ENTRIES_AT + i * DCFG_ENTRY
+        if (e + DCFG_ENTRY > len) break
+        if (dcfg.slice(e, e + 8).toString() !== "@version" || dcfg[e + 8] !== 0) continue
+        const typeSize = dcfg.getAt(e + 18, "u16")
+        const value = dcfg.getAt(e + 20, "u32")
+        const size = typeSize >> 2
+        if ((typeSize & 3) !== 2 || value + size > len) break
+        return dcfg.slice(value, value + size).toString()
+    }
+    return "(none)"
+}
