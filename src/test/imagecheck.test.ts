@@ -1,0 +1,70 @@
+import { describe, test, expect } from "@devicescript/test"
+import { ProgramCheck, ReleaseError } from "../imagecheck"
+
+// A bytecode image as `devs build` lays it out (tools/devs-image.ts): magics, format,
+// ten section headers, and the dcfg section (the last) holding "@version".
+function program(version: string, size: number) {
+    const img = Buffer.alloc(size)
+    img.setAt(0, "u32", 0x53766544)
+    img.setAt(4, "u32", 0xf1296e0a)
+    img.setAt(8, "u32", 0x02100004)
+    const dcfgAt = size - 200
+    img.setAt(32 + 9 * 8, "u32", dcfgAt)
+    img.setAt(32 + 9 * 8 + 4, "u32", 200)
+    img.setAt(dcfgAt, "u32", 0x47464344)
+    img.setAt(dcfgAt + 12, "u16", 2)
+    const other = dcfgAt + 88
+    const entry = other + 24
+    img.blitAt(other, Buffer.from("@name"), 0, 5)
+    img.setAt(other + 18, "u16", 2 | (4 << 2))
+    img.setAt(other + 20, "u32", 160)
+    img.blitAt(entry, Buffer.from("@version"), 0, 8)
+    img.setAt(entry + 18, "u16", 2 | (version.length << 2))
+    img.setAt(entry + 20, "u32", 168)
+    img.blitAt(dcfgAt + 168, Buffer.from(version), 0, version.length)
+    return img
+}
+
+// Feeds the image in pieces of `piece` bytes, as the download does; returns the error message or "".
+function feed(check: ProgramCheck, img: Buffer, piece: number, from = 0) {
+    try {
+        for (let o = from; o < img.length; o += piece) check.see(o, img, o, Math.min(img.length, o + piece))
+    } catch (e) {
+        if (!(e instanceof ReleaseError)) throw e
+        return (e as Error).message
+    }
+    return ""
+}
+
+describe("program check", () => {
+    test("accepts the tag's version, in any piece size", () => {
+        const img = program("v1.2.0", 3000)
+        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232)).toBe("")
+        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 7)).toBe("")
+        expect(feed(new ProgramCheck("1.2.0", img.length), img, 4096)).toBe("")
+    })
+    test("refuses another version, and says which", () => {
+        const img = program("v1.1.9", 3000)
+        const msg = feed(new ProgramCheck("v1.2.0", img.length), img, 232)
+        expect(msg.indexOf("built as version 'v1.1.9'") >= 0).toBe(true)
+    })
+    test("refuses what is not bytecode", () => {
+        const img = program("v1.2.0", 3000)
+        img[0] = 0x3c
+        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232).indexOf("not DeviceScript bytecode") >= 0).toBe(true)
+    })
+    test("refuses a dcfg section outside the image or too large to hold", () => {
+        const img = program("v1.2.0", 3000)
+        img.setAt(32 + 9 * 8 + 4, "u32", 5000)
+        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232).indexOf("no readable build configuration") >= 0).toBe(true)
+    })
+    test("a program without @version is refused", () => {
+        const img = program("v1.2.0", 3000)
+        img.setAt(img.length - 200 + 12, "u16", 1) // only @name left
+        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232).indexOf("version '(none)'") >= 0).toBe(true)
+    })
+    test("a resumed download is not checked (its start went by before)", () => {
+        const img = program("v9.9.9", 3000)
+        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232, 1024)).toBe("")
+    })
+})
