@@ -519,7 +519,7 @@ export class OtaUpdaterServer extends JDServiceServer {
         try {
             const image = this.flash.read(u.partition.offset, u.imageSize)
             this.nvs.set(PROGRAM_SIM_KEY, encodeProgramRecord(u.imageSize, u.digest!))
-            this.deployProgram!(image)
+            this.deployProgram!(padProgram(image))
             this.nvs.erase(PROGRAM_SIM_KEY)
         } catch (e) {
             this.fail(OtaUpdaterError.FlashWrite, `program install: ${errorText(e)}`)
@@ -546,7 +546,7 @@ export class OtaUpdaterServer extends JDServiceServer {
                 image = this.flash.read(staging.offset, record.size)
                 if (!createHash("sha256").update(image).digest().equals(record.sha256)) image = undefined
             }
-            if (image) this.deployProgram!(image)
+            if (image) this.deployProgram!(padProgram(image))
             this.nvs.erase(PROGRAM_SIM_KEY)
             this.log(image ? "ota: program install finished after a reset" : "ota: program record dropped")
             return !!image
@@ -685,6 +685,12 @@ export class OtaUpdaterServer extends JDServiceServer {
     private event(code: number, fmt: string, values: any[]) {
         this.sendEvent(code, jdpack(fmt, values)).catch(e => this.log(`ota: send: ${errorText(e)}`))
     }
+}
+
+/** devsmgr_deploy_start takes whole 32-byte units: the program, zero padded to a multiple of 32. */
+export function padProgram(image: Buffer): Buffer {
+    const pad = (32 - (image.length % 32)) % 32
+    return pad ? Buffer.concat([image, Buffer.alloc(pad)]) : image
 }
 
 function errorText(e: unknown): string {

@@ -24,7 +24,7 @@ import { buildAppImage, CHIP_IDS } from "../../tools/esp-image"
 import { DEVS_FORMAT_VERSION, DEVS_HEADER_LEN, DEVS_MAGIC0, DEVS_MAGIC1, DEVS_SECTIONS } from "../../tools/devs-image"
 import { SimFlash } from "../../sim/flash"
 import { boot, markValid, peekBoot, setBootPartition } from "../../sim/bootloader"
-import { decodeResumeRecord } from "../../sim/ota-server"
+import { decodeResumeRecord, padProgram } from "../../sim/ota-server"
 import { ConformanceBackend, Sent } from "./backend"
 
 // --- the vector format ----------------------------------------------------------------
@@ -92,7 +92,7 @@ export interface Vector {
         boot?: { slot: number; version: string; pendingVerify: boolean }
         /** The resume record's next_offset, or null when there is none. */
         resume?: number | null
-        /** The image now in the program store (by name), or null when none was installed. */
+        /** The image now in the program store (by name; zero padded to 32-byte units, as devsmgr takes it), or null when none was installed. */
         program?: string | null
         /** The spare slot holds no byte of the update (erased or never touched). */
         spareUntouched?: boolean
@@ -308,7 +308,7 @@ export async function runVector(vector: Vector, backend: ConformanceBackend, fla
     }
     if (final?.program !== undefined) {
         const { program } = await backend.deployed()
-        const want = final.program === null ? undefined : image(final.program)
+        const want = final.program === null ? undefined : padProgram(image(final.program))
         assert.equal(program && sha256(program), want && sha256(want), `${vector.name}: program store`)
     }
     await backend.shutdown()

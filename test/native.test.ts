@@ -1,0 +1,164 @@
+// native/: the OTA updater C server (native/otaupdater) built for the host with fakes of
+// ESP-IDF, FreeRTOS, jacdac-c and the DeviceScript runtime (native/host), under
+// AddressSanitizer and UndefinedBehaviorSanitizer. Builds it (`make -C native/host`), runs
+// the C unit tests for ESP-IDF 5.0.5 and 5.5.5, and checks through the harness that the C
+// server leaves the flash the simulator reads: its resume record decodes with sim/nvs.ts and
+// sim/ota-server.ts, and sim/bootloader.ts boots what it installed.
+import * as assert from "node:assert/strict"
+import { spawnSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { OtaUpdaterCmd, OtaUpdaterError, OtaUpdaterEvent, OtaUpdaterReg } from "../.devicescript/ts/constants"
+import { buildAppImage } from "../tools/esp-image"
+import { SECTOR_SIZE, SimFlash } from "../sim/flash"
+import { SimNvs } from "../sim/nvs"
+import { boot } from "../sim/bootloader"
+import { RESUME_SIM_KEY, decodeResumeRecord } from "../sim/ota-server"
+import { NATIVE_HOST_DIR, NativeBackend } from "./conformance/native-backend"
+
+const PARTITIONS_CSV = path.join(__dirname, "..", "firmware", "partitions.csv")
+const SANITIZER_REPORT = /AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:/
+const sanitizerEnv = {
+    ...process.env,
+    ASAN_OPTIONS: "detect_leaks=1:abort_on_error=1",
+    UBSAN_OPTIONS: "print_stacktrace=1:halt_on_error=1",
+}
+
+describe("native OTA updater (C, host build with sanitizers)", function () {
+    this.timeout(300_000)
+
+    before(function () {
+        const make = spawnSync("make", ["-C", NATIVE_HOST_DIR, "--no-print-directory"], { encoding: "utf8" })
+        assert.equal(make.status, 0, `make -C native/host failed:\n${make.stdout}${make.stderr}`)
+    })
+
+    for (const [variant, bin] of [
+        ["ESP-IDF 5.0.5", "otaupdater-unit"],
+        ["ESP-IDF 5.5.5", "otaupdater-unit-idf55"],
+    ]) {
+        it(`passes its C unit tests (${variant})`, function () {
+            const run = spawnSync(path.join(NATIVE_HOST_DIR, "build", bin), [PARTITIONS_CSV], {
+                encoding: "utf8",
+                env: sanitizerEnv,
+                maxBuffer: 64 * 1024 * 1024,
+            })
+            const out = `${run.stdout}${run.stderr}`
+            assert.doesNotMatch(out, SANITIZER_REPORT, out)
+            assert.equal(run.signal, null, `killed by ${run.signal}:\n${out}`)
+            assert.equal(run.status, 0, out)
+            assert.match(run.stdout, /^ok: \d+ tests$/m)
+        })
+    }
+
+    describe("through the harness, on a flash file made by sim/flash.ts", function () {
+        let dir: string
+        let backend: NativeBackend
+
+        beforeEach(function () {
+            dir = fs.mkdtempSync(path.join(os.tmpdir(), "native-ota-"))
+            backend = new NativeBackend()
+        })
+
+        afterEach(async function () {
+            await backend.shutdown().catch(() => {})
+            fs.rmSync(dir, { recursive: true, force: true })
+        })
+
+        const v1 = buildAppImage({ version: "1.0.0", payloadSize: 20_000 })
+        const v2 = buildAppImage({ version: "2.0.0", payloadSize: 40_000 })
+        const sha = createHash("sha256").update(v2).digest()
+
+        function bootloader(file: string) {
+            const flash = SimFlash.open(file)
+            try {
+                return boot(flash)
+            } finally {
+                flash.close()
+            }
+        }
+
+        const begin = (size: number, flags: number, sha256: Buffer) => {
+            const b = Buffer.alloc(8)
+            b.writeUInt32LE(size, 0)
+            b[4] = 0xff // spare
+            b[5] = flags
+            return Buffer.concat([b, sha256])
+        }
+        const write = (offset: number, data: Buffer) => {
+            const b = Buffer.alloc(4)
+            b.writeUInt32LE(offset)
+            return Buffer.concat([b, data])
+        }
+
+        it("leaves a resume record sim/nvs.ts reads and a slot sim/bootloader.ts boots", async function () {
+            const file = path.join(dir, "device.flash")
+            SimFlash.createWithImage(file, v1).close()
+            const first = bootloader(file)
+            assert.equal(first.slot, 0)
+            await backend.boot(file, { runningSlot: first.slot })
+            assert.equal((await backend.register(OtaUpdaterReg.RunningVersion)).toString(), "1.0.0")
+
+            // half the image, then the power goes before the next data write
+            let sent = await backend.command(OtaUpdaterCmd.Begin, begin(v2.length, 1, sha))
+            assert.deepEqual(sent.map(s => [s.kind, s.code, s.payload[0]]), [["report", OtaUpdaterCmd.Begin, 0]])
+            const half = Math.floor(v2.length / 2 / 232) * 232
+            for (let o = 0; o < half; o += 232) await backend.command(OtaUpdaterCmd.Write, write(o, v2.subarray(o, o + 232)))
+            backend.armPowerCut(1)
+            await backend.command(OtaUpdaterCmd.Write, write(half, v2.subarray(half, half + 232)))
+            assert.equal(backend.powerLost(), true)
+            await backend.shutdown()
+
+            // the record, read the simulator's way
+            const flash = SimFlash.open(file)
+            const rec = decodeResumeRecord(new SimNvs(flash).get(RESUME_SIM_KEY)!)
+            flash.close()
+            assert.ok(rec, "no resume record the simulator can decode")
+            assert.equal(rec.slot, 1)
+            assert.equal(rec.imageSize, v2.length)
+            assert.equal(rec.nextOffset, Math.floor(half / SECTOR_SIZE) * SECTOR_SIZE)
+            assert.deepEqual(rec.sha256, sha)
+            assert.deepEqual(rec.prefixSha256, createHash("sha256").update(v2.subarray(0, rec.nextOffset)).digest())
+            // the backend answers from the flash file while the device is off
+            assert.deepEqual(decodeResumeRecord((await backend.nvsGet("otaupdater/resume"))!), rec)
+            await backend.shutdown()
+
+            // resume, finish, commit, reboot into it, confirm
+            const second = bootloader(file)
+            assert.equal(second.slot, 0)
+            await backend.boot(file, { runningSlot: second.slot })
+            sent = await backend.command(OtaUpdaterCmd.Begin, begin(v2.length, 1, sha))
+            const next = sent[0].payload.readUInt32LE(8)
+            assert.equal(next, rec.nextOffset)
+            for (let o = next; o < v2.length; o += 232) {
+                const r = await backend.command(OtaUpdaterCmd.Write, write(o, v2.subarray(o, o + 232)))
+                assert.equal(r[0].payload[4], OtaUpdaterError.None)
+            }
+            sent = await backend.command(OtaUpdaterCmd.Commit, Buffer.alloc(0))
+            assert.deepEqual(
+                sent.map(s => [s.kind, s.code, [...s.payload]]),
+                [
+                    ["event", OtaUpdaterEvent.Ready, [1]],
+                    ["report", OtaUpdaterCmd.Commit, [0, 1]],
+                ],
+            )
+            assert.equal(await backend.nvsGet("otaupdater/resume"), undefined)
+            await backend.command(OtaUpdaterCmd.Reboot, Buffer.alloc(0), 200)
+            assert.equal(backend.restartRequested(), true)
+            await backend.shutdown()
+
+            const third = bootloader(file)
+            assert.deepEqual([third.slot, third.version, third.pendingVerify], [1, "2.0.0", true])
+            await backend.boot(file, { runningSlot: third.slot })
+            assert.deepEqual([...(await backend.register(OtaUpdaterReg.PendingVerify))], [1])
+            sent = await backend.command(OtaUpdaterCmd.Confirm, Buffer.alloc(0))
+            assert.deepEqual([...sent[0].payload], [0])
+            assert.deepEqual([...(await backend.register(OtaUpdaterReg.PendingVerify))], [0])
+            const stats = await backend.stats()
+            assert.ok(stats.maxCallUs <= 100_000, `a main-loop call took ${stats.maxCallUs} us`)
+            await backend.shutdown()
+            assert.equal(bootloader(file).slot, 1)
+        })
+    })
+})
