@@ -52,6 +52,12 @@ export interface SimDeviceOptions {
     /** Every line the program prints (console.log), and VM messages when verbose. */
     log?: (line: string) => void
     verbose?: boolean
+    /**
+     * Deploy `settings` and `bytecode` at the first power-on even when the flash already
+     * holds a program (as `devs` deploys to a running device). By default they are
+     * deployed only to a blank program store, and a flash file keeps what it has.
+     */
+    deploy?: boolean
 }
 
 /** A panic of the VM program; the runtime restarts the program ~5.24 s later. */
@@ -142,7 +148,8 @@ export class SimDevice extends EventEmitter {
         this.bus.addServiceProvider(this.provider)
         this.emit("boot", this.boots, this.server)
 
-        const firstPowerOn = flash.read(store.offset, store.size).every(b => b === 0xff)
+        const blank = flash.read(store.offset, store.size).every(b => b === 0xff)
+        const firstPowerOn = blank || (!!this.options.deploy && this.boots === 1)
         const vm = (this.vm = await createVm())
         vm.dmesg = line => this.onDmesg(line)
         vm.log = vm.error = (...args) => this.options.verbose && this.log(args.join(" "))
@@ -158,7 +165,7 @@ export class SimDevice extends EventEmitter {
         vm.devsStart()
 
         // A program copy cut short by a reset is finished before anything else.
-        if (!firstPowerOn) server.recoverProgram()
+        if (!blank) server.recoverProgram()
         // First power-on: deploy settings, then the program, like `devs` does.
         if (firstPowerOn) {
             await this.deploySettings()

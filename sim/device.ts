@@ -63,6 +63,7 @@ async function main() {
     const bytecode = buildProgram({ skip: args["no-build"] })
     const device = new SimDevice({
         flashFile: args.flash,
+        deploy: true, // every start deploys the program and its settings, as `devs run` does
         bytecode,
         settings,
         verbose: args.verbose,
