@@ -161,7 +161,11 @@ static void test_power_cut_every_change(void) {
     free(v2);
 }
 
-static void test_write_before_erase(void) {
+/**
+ * Runs `body` in a forked child with its stdout and stderr captured into `out` (NUL
+ * terminated); returns the child's wait status. For checks that must abort.
+ */
+static int run_in_child(void (*body)(void), char *out, size_t cap) {
     int fds[2];
     CHECK(pipe(fds) == 0);
     fflush(stdout);
@@ -169,25 +173,35 @@ static void test_write_before_erase(void) {
     if (pid == 0) {
         dup2(fds[1], 2);
         dup2(fds[1], 1);
-        fake_flash_open_mem(g_base);
-        fake_set_main_thread();
-        const esp_partition_t *p = part("ota_1");
-        uint8_t a[4] = {1, 2, 3, 4};
-        // ota_1 is blank: the first write is fine, the second hits written bytes
-        if (esp_partition_write(p, 100, a, 4) != ESP_OK)
-            _exit(3);
-        esp_partition_write(p, 102, a, 4);
-        _exit(0); // not reached: the fake aborts
+        body();
+        _exit(0);
     }
     close(fds[1]);
-    char out[4096] = {0};
     size_t got = 0;
     ssize_t k;
-    while (got < sizeof(out) - 1 && (k = read(fds[0], out + got, sizeof(out) - 1 - got)) > 0)
+    while (got < cap - 1 && (k = read(fds[0], out + got, cap - 1 - got)) > 0)
         got += (size_t)k;
+    out[got] = 0;
     close(fds[0]);
     int status;
     waitpid(pid, &status, 0);
+    return status;
+}
+
+// ota_1 is blank: the first write is fine, the second hits written bytes
+static void write_twice(void) {
+    fake_flash_open_mem(g_base);
+    fake_set_main_thread();
+    const esp_partition_t *p = part("ota_1");
+    uint8_t a[4] = {1, 2, 3, 4};
+    if (esp_partition_write(p, 100, a, 4) != ESP_OK)
+        _exit(3);
+    esp_partition_write(p, 102, a, 4); // the fake aborts
+}
+
+static void test_write_before_erase(void) {
+    char out[4096];
+    int status = run_in_child(write_twice, out, sizeof(out));
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "the write over written bytes did not abort");
     CHECK(strstr(out, "not erased") && strstr(out, "erase before write"), "message: %s", out);
 
@@ -213,31 +227,19 @@ static void test_write_before_erase(void) {
 }
 
 /** The budget check itself: a 30 ms budget cannot hold a sector erase (45 ms) in a write. */
+// a first write erases a 4 KB sector (45 ms) inside one handle_packet call
+static void write_with_30ms_budget(void) {
+    dev_set_budget_us(30000);
+    fresh_device();
+    size_t len;
+    uint8_t *v2 = build_app_image("2.0.0", 9000, 9, 3, &len);
+    client_begin((uint32_t)len, 0xff, 0, NULL);
+    client_write(0, v2, CHUNK); // the harness aborts
+}
+
 static void test_budget_enforced(void) {
-    int fds[2];
-    CHECK(pipe(fds) == 0);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        dup2(fds[1], 1);
-        dev_set_budget_us(30000);
-        fresh_device();
-        size_t len;
-        uint8_t *v2 = build_app_image("2.0.0", 9000, 9, 3, &len);
-        client_begin((uint32_t)len, 0xff, 0, NULL);
-        client_write(0, v2, CHUNK);
-        _exit(0); // not reached
-    }
-    close(fds[1]);
-    char out[8192] = {0};
-    size_t got = 0;
-    ssize_t k;
-    while (got < sizeof(out) - 1 && (k = read(fds[0], out + got, sizeof(out) - 1 - got)) > 0)
-        got += (size_t)k;
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
+    char out[8192];
+    int status = run_in_child(write_with_30ms_budget, out, sizeof(out));
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "a 45 ms call passed a 30 ms budget");
     CHECK(strstr(out, "main-loop budget exceeded: otaupdater_handle_packet(0x81)"), "message: %s", out);
 }
