@@ -19,6 +19,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { buildAppImage } from "../tools/esp-image"
+import { OtaUpdaterLimits } from "../.devicescript/ts/constants"
 import type { FaultPlan, ReleaseServer } from "../tools/release-server"
 import { SimDevice, DeviceStatus } from "./device-sim"
 import { OtaUpdaterServer } from "./ota-server"
@@ -27,7 +28,7 @@ import { Rig } from "./rig"
 import { createFlash, RunResult } from "./run-once"
 
 const KB = 1024
-const WRITE_BYTES = 232 // src/otaclient.ts
+const WRITE_BYTES = OtaUpdaterLimits.WriteBytes
 const CHUNK_BYTES = 8192 // src/download.ts
 const CMD_WRITE = 0x81 // OtaUpdaterCodes.CmdWrite (services/otaupdater.md)
 const HEAP_BYTES = 64 * KB // the VM's heap

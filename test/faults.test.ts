@@ -4,13 +4,14 @@
 // exactly the new image or the old one untouched, the token in no storage request and
 // no log line, and no VM panic.
 import * as assert from "node:assert/strict"
+import { OtaUpdaterLimits } from "../.devicescript/ts/constants"
 import { buildAppImage } from "../tools/esp-image"
 import type { FaultPlan } from "../tools/release-server"
 import { Rig, RigRun, RunOptions, Outcome } from "../sim/rig"
 import type { DeviceStatus } from "../sim/device-sim"
 
 // the device program's writer ring (src/otaclient.ts RING_BYTES)
-const RING_BYTES = 8192 + 5 * 232
+const RING_BYTES = 8192 + 5 * OtaUpdaterLimits.WriteBytes // src/otaclient.ts RING_BYTES
 
 const FAST = { HTTP_IDLE_MS: 1500, HTTP_HEAD_MS: 3000, HTTP_CONN_MS: 3000 }
 

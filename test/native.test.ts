@@ -10,7 +10,16 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { OtaUpdaterCmd, OtaUpdaterError, OtaUpdaterEvent, OtaUpdaterReg } from "../.devicescript/ts/constants"
+import {
+    OtaUpdaterCmd,
+    OtaUpdaterError,
+    OtaUpdaterEvent,
+    OtaUpdaterLimits,
+    OtaUpdaterReg,
+    OtaUpdaterTarget,
+} from "../.devicescript/ts/constants"
+
+const WRITE_BYTES = OtaUpdaterLimits.WriteBytes
 import { buildAppImage } from "../tools/esp-image"
 import { SECTOR_SIZE, SimFlash } from "../sim/flash"
 import { SimNvs } from "../sim/nvs"
@@ -82,7 +91,7 @@ describe("native OTA updater (C, host build with sanitizers)", function () {
         const begin = (size: number, flags: number, sha256: Buffer) => {
             const b = Buffer.alloc(8)
             b.writeUInt32LE(size, 0)
-            b[4] = 0xff // spare
+            b[4] = OtaUpdaterTarget.Spare
             b[5] = flags
             return Buffer.concat([b, sha256])
         }
@@ -103,10 +112,11 @@ describe("native OTA updater (C, host build with sanitizers)", function () {
             // half the image, then the power goes before the next data write
             let sent = await backend.command(OtaUpdaterCmd.Begin, begin(v2.length, 1, sha))
             assert.deepEqual(sent.map(s => [s.kind, s.code, s.payload[0]]), [["report", OtaUpdaterCmd.Begin, 0]])
-            const half = Math.floor(v2.length / 2 / 232) * 232
-            for (let o = 0; o < half; o += 232) await backend.command(OtaUpdaterCmd.Write, write(o, v2.subarray(o, o + 232)))
+            const half = Math.floor(v2.length / 2 / WRITE_BYTES) * WRITE_BYTES
+            for (let o = 0; o < half; o += WRITE_BYTES)
+                await backend.command(OtaUpdaterCmd.Write, write(o, v2.subarray(o, o + WRITE_BYTES)))
             backend.armPowerCut(1)
-            await backend.command(OtaUpdaterCmd.Write, write(half, v2.subarray(half, half + 232)))
+            await backend.command(OtaUpdaterCmd.Write, write(half, v2.subarray(half, half + WRITE_BYTES)))
             assert.equal(backend.powerLost(), true)
             await backend.shutdown()
 
@@ -131,8 +141,8 @@ describe("native OTA updater (C, host build with sanitizers)", function () {
             sent = await backend.command(OtaUpdaterCmd.Begin, begin(v2.length, 1, sha))
             const next = sent[0].payload.readUInt32LE(8)
             assert.equal(next, rec.nextOffset)
-            for (let o = next; o < v2.length; o += 232) {
-                const r = await backend.command(OtaUpdaterCmd.Write, write(o, v2.subarray(o, o + 232)))
+            for (let o = next; o < v2.length; o += WRITE_BYTES) {
+                const r = await backend.command(OtaUpdaterCmd.Write, write(o, v2.subarray(o, o + WRITE_BYTES)))
                 assert.equal(r[0].payload[4], OtaUpdaterError.None)
             }
             sent = await backend.command(OtaUpdaterCmd.Commit, Buffer.alloc(0))
