@@ -54,8 +54,9 @@ network: git submodules and the esp_tinyusb managed component.
 
 Output (in --out): <name>-vX.Y.Z-esp32s3.bin (the app image, the release asset for OTA),
 bootloader.bin, partition-table.bin, ota_data_initial.bin, flash_args, espjd.elf,
-sdkconfig, combined-0x0.bin (everything from 0x0, without board config) and
-devicescript-esp32s3-<board>-0x0.bin (the same with the board config; flash it once
+sdkconfig and devicescript-esp32s3-<board>-0x0.bin (everything from 0x0 to the end of
+the app, with the board config at 0x9000; without node, combined-nodcfg-0x0.bin, the same
+without board config, is kept instead; flash it once
 with esptool at 0x0 or: npx devicescript flash esp32 --board <board> --file <it>).
 EOF
 }

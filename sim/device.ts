@@ -12,7 +12,7 @@ import { buildProgram, readEnvSettings } from "./program"
 import { createFlash, runOnce, RunResult } from "./run-once"
 
 const USAGE = `usage: npm run device -- --api URL --owner O --repo R [--token T] [--asset GLOB]
-         --flash FILE [--once] [--checks N] [--interval S] [--timeout S] [--allow-panics] [--verbose]`
+         --flash FILE [--once] [--checks N] [--interval S] [--timeout S] [--allow-panics] [--no-build] [--verbose]`
 
 function parse(argv: string[]) {
     const { values } = parseArgs({
