@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { buildAppImage } from "../tools/esp-image"
-import { OtaUpdaterLimits } from "../.devicescript/ts/constants"
+import { OtaUpdaterCmd, OtaUpdaterLimits } from "../.devicescript/ts/constants"
 import type { FaultPlan, ReleaseServer } from "../tools/release-server"
 import { SimDevice, DeviceStatus } from "./device-sim"
 import { OtaUpdaterServer } from "./ota-server"
@@ -30,7 +30,7 @@ import { createFlash, RunResult } from "./run-once"
 const KB = 1024
 const WRITE_BYTES = OtaUpdaterLimits.WriteBytes
 const CHUNK_BYTES = 8192 // src/download.ts
-const CMD_WRITE = 0x81 // OtaUpdaterCodes.CmdWrite (services/otaupdater.md)
+const CMD_WRITE = OtaUpdaterCmd.Write
 const HEAP_BYTES = 64 * KB // the VM's heap
 const PROBE_STEP = 512
 const RANGE_IGNORED_LIMIT_S = 360 // run the Range-ignored case only when it should take less

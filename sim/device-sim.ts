@@ -264,12 +264,26 @@ export class SimDevice extends EventEmitter {
     }
 }
 
-/** em_flash_save: the VM's whole flash; only the sectors that differ are erased and written. */
+/**
+ * em_flash_save: the VM's whole flash. As the runtime's flash driver does on NOR, a
+ * change that only clears bits (an appended setting, a header marked used) is written in
+ * place; only a sector that needs a bit set again is erased and rewritten.
+ */
 function saveChangedSectors(flash: SimFlash, offset: number, data: Uint8Array) {
     for (let o = 0; o < data.length; o += SECTOR_SIZE) {
         const want = Buffer.from(data.subarray(o, o + SECTOR_SIZE))
         const have = flash.read(offset + o, want.length)
         if (have.equals(want)) continue
+        let first = 0
+        let last = want.length - 1
+        while (have[first] === want[first]) first++
+        while (have[last] === want[last]) last--
+        let clearsOnly = true
+        for (let i = first; i <= last && clearsOnly; i++) clearsOnly = (have[i] & want[i]) === want[i]
+        if (clearsOnly) {
+            flash.write(offset + o + first, want.subarray(first, last + 1))
+            continue
+        }
         flash.eraseSector(offset + o)
         if (!want.every(b => b === 0xff)) flash.write(offset + o, want)
     }

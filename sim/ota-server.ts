@@ -32,12 +32,15 @@ import {
     OtaUpdaterEvent,
     OtaUpdaterEventPack,
     OtaUpdaterReg,
+    OtaUpdaterLimits,
     OtaUpdaterState,
     OtaUpdaterTarget,
 } from "../.devicescript/ts/constants"
 import { checkAppImage, ESP32S3_CHIP_ID, IMAGE_MAGIC } from "../tools/esp-image"
 import { checkBytecode, startsLikeBytecode } from "../tools/devs-image"
 import { SECTOR_SIZE, SimFlash } from "./flash"
+// checkpoints and resume offsets go by the protocol's sector (services/otaupdater.md Limits)
+const CHECKPOINT_BYTES = OtaUpdaterLimits.SectorBytes
 import { SimNvs } from "./nvs"
 import { Partition } from "./partition-table"
 import {
@@ -75,7 +78,7 @@ export const RESUME_RECORD_LEN = 80
 export interface ResumeRecord {
     slot: number
     imageSize: number
-    /** Bytes of the image durably in the slot, a multiple of SECTOR_SIZE. */
+    /** Bytes of the image durably in the slot, a multiple of CHECKPOINT_BYTES. */
     nextOffset: number
     /** The sha256 given to begin: with imageSize, the identity of the asset. */
     sha256: Buffer
@@ -276,7 +279,7 @@ export class OtaUpdaterServer extends JDServiceServer {
         const slots = this.flash.otaSlots()
         const staging = this.stagingPartition()
         const reply = (error: number, slot: number, nextOffset = 0) => {
-            const maxSize = slot === PROGRAM ? (staging?.size ?? 0) : (slots[slot] ?? slots[this.spareSlot]).size
+            const maxSize = slot === PROGRAM ? this.programMaxSize() : (slots[slot] ?? slots[this.spareSlot]).size
             this.reply(OtaUpdaterCmd.Begin, OtaUpdaterCmdPack.BeginReport, [error, slot, 0, maxSize, nextOffset])
         }
         // a new begin drops whatever update was under way, even if it is refused
@@ -294,7 +297,7 @@ export class OtaUpdaterServer extends JDServiceServer {
         let error: number = OtaUpdaterError.None
         if (!partition || slot === this.runningSlot || (program && !this.deployProgram)) error = OtaUpdaterError.BadTarget
         else if (this.pendingVerify) error = OtaUpdaterError.InvalidState
-        else if (imageSize > partition.size) error = OtaUpdaterError.TooLarge
+        else if (imageSize > (program ? this.programMaxSize() : partition.size)) error = OtaUpdaterError.TooLarge
         else if (sha256.length !== 0 && sha256.length !== 32) error = OtaUpdaterError.Sha256Mismatch
         if (error || !partition) return reply(this.fail(error, `begin ${imageSize} bytes, target ${target}`), slot)
 
@@ -356,7 +359,7 @@ export class OtaUpdaterServer extends JDServiceServer {
         if (!r) return no("record damaged")
         if (r.imageSize !== imageSize || !r.sha256.equals(sha256)) return no("another asset")
         if (r.slot !== slot || (slot !== PROGRAM && slot !== this.spareSlot)) return no("another slot")
-        if (r.nextOffset === 0 || r.nextOffset % SECTOR_SIZE || r.nextOffset > imageSize) return no("bad offset")
+        if (r.nextOffset === 0 || r.nextOffset % CHECKPOINT_BYTES || r.nextOffset > imageSize) return no("bad offset")
         const partition = slot === PROGRAM ? this.stagingPartition()! : this.flash.otaSlots()[slot]
         const hash = createHash("sha256")
         try {
@@ -410,7 +413,7 @@ export class OtaUpdaterServer extends JDServiceServer {
         }
         // a write reaching or crossing a sector boundary completes that sector: checkpoint
         // it, with the SHA-256 of the image up to the boundary (no record without a sha256)
-        const boundary = end - (end % SECTOR_SIZE)
+        const boundary = end - (end % CHECKPOINT_BYTES)
         let prefixSha256: Buffer | undefined
         if (boundary > offset) {
             u.hash.update(data.subarray(0, boundary - offset))
@@ -542,7 +545,7 @@ export class OtaUpdaterServer extends JDServiceServer {
             record = decodeProgramRecord(raw)
             const staging = this.stagingPartition()
             let image: Buffer | undefined
-            if (record && staging && this.deployProgram && record.size <= staging.size) {
+            if (record && staging && this.deployProgram && record.size > 0 && record.size <= this.programMaxSize()) {
                 image = this.flash.read(staging.offset, record.size)
                 if (!createHash("sha256").update(image).digest().equals(record.sha256)) image = undefined
             }
@@ -556,6 +559,11 @@ export class OtaUpdaterServer extends JDServiceServer {
         }
     }
 
+    /** Deferred work is pending: a checked program waits to be copied into the program store. */
+    busy(): boolean {
+        return this.installTimer !== undefined
+    }
+
     /** A program record is in NVS: a copy into the program store has started and not finished. */
     programInstallPending(): boolean {
         return !!this.nvs.get(PROGRAM_SIM_KEY)
@@ -565,6 +573,11 @@ export class OtaUpdaterServer extends JDServiceServer {
     close() {
         if (this.installTimer) clearTimeout(this.installTimer)
         this.installTimer = undefined
+    }
+
+    /** The largest program the `program` target takes: progstage's size, at most Limits.ProgramBytes. */
+    private programMaxSize(): number {
+        return Math.min(this.stagingPartition()?.size ?? 0, OtaUpdaterLimits.ProgramBytes)
     }
 
     /** The staging partition of program updates, or undefined when the table has none. */

@@ -79,12 +79,11 @@ const dcfg = Buffer.alloc(DCFG_MAX)
 /**
  * Checks a DeviceScript program asset as it goes by: the bytecode magic, and that the
  * "@version" its build recorded (`devs build` takes it from the git tag) is the release
- * tag. A resumed download (first offset above 0) was checked when its start went by, as
- * far as it got; the version, at the end of the image, is then not checked. Throws
- * ReleaseError.
+ * tag. The whole asset must go by from byte 0: the version sits in the last section, so
+ * a resumed download could not be checked (program updates are not resumed; they are
+ * small). Throws ReleaseError.
  */
 export class ProgramCheck {
-    private skip = false
     private started = false
     private dcfgAt = 0
     private dcfgLen = 0
@@ -94,9 +93,8 @@ export class ProgramCheck {
     see(offset: number, data: Buffer, from: number, to: number) {
         if (!this.started) {
             this.started = true
-            this.skip = offset > 0
+            if (offset > 0) throw new ReleaseError(`release ${this.tag}: a program is checked from its first byte, not from ${offset}`)
         }
-        if (this.skip) return
         const end = offset + (to - from)
         copyRange(head, 0, offset, data, from, to)
         if (offset < 8 && end >= 8 && head.slice(0, 8).toString("hex") !== DEVS_MAGIC_HEX)

@@ -119,9 +119,10 @@ export class Updater {
 
         console.log(`ota: ${from} -> ${tag}: ${asset.name}, ${asset.size} bytes`)
         const sha256 = hexToBuffer(asset.sha256)
-        // Resume needs the asset's identity: size and SHA-256.
+        // Resume needs the asset's identity: size and SHA-256. A program (at most 128 KB) is
+        // not resumed: its version, in its last bytes, is checked only when it all goes by.
         const target = program ? ds.OtaUpdaterTarget.Program : ds.OtaUpdaterTarget.Spare
-        const begun = await this.ota.begin(asset.size, sha256, sha256.length > 0, target)
+        const begun = await this.ota.begin(asset.size, sha256, sha256.length > 0 && !program, target)
         if (begun.nextOffset) status("resumed", { to: tag, offset: begun.nextOffset, bytes: asset.size })
         const progress = new Progress(asset.size)
         const download = new AssetDownload(this.cfg, asset.url, asset.size)

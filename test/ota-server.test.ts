@@ -13,6 +13,8 @@ import {
     OtaUpdaterReg,
     OtaUpdaterRegPack,
     OtaUpdaterState,
+    OtaUpdaterLimits,
+    OtaUpdaterTarget,
 } from "../.devicescript/ts/constants"
 import { buildAppImage } from "../tools/esp-image"
 import { FlashOp, SECTOR_SIZE, SimFlash } from "../sim/flash"
@@ -20,7 +22,9 @@ import { OtaImgState, boot, bootSlot, otaState, readOtadata } from "../sim/bootl
 import { SimNvs, entrySize } from "../sim/nvs"
 import { OtaUpdaterServer, RESUME_RECORD_LEN, RESUME_SIM_KEY } from "../sim/ota-server"
 
-const CHUNK = 232
+const SPARE = OtaUpdaterTarget.Spare // begin's target, and a report's "no slot"
+
+const CHUNK = OtaUpdaterLimits.WriteBytes
 const SLOT_SIZE = 0x1b0000
 const CMD_GET_REG = 0x1000
 
@@ -71,12 +75,12 @@ class Device {
     }
 
     /** Returns [error, slot, reserved, max_image_size, next_offset]. */
-    begin(size: number, target = 0xff, hash: Uint8Array = new Uint8Array(0), flags = 0) {
+    begin(size: number, target: number = SPARE, hash: Uint8Array = new Uint8Array(0), flags = 0) {
         return this.call(OtaUpdaterCmd.Begin, OtaUpdaterCmdPack.Begin, [size, target, flags, 0, hash], OtaUpdaterCmdPack.BeginReport)
     }
     /** begin with the resume flag, for the spare slot. */
     resume(size: number, hash: Uint8Array) {
-        return this.begin(size, 0xff, hash, OtaUpdaterBeginFlags.Resume)
+        return this.begin(size, SPARE, hash, OtaUpdaterBeginFlags.Resume)
     }
     write(offset: number, data: Uint8Array) {
         return this.call(OtaUpdaterCmd.Write, OtaUpdaterCmdPack.Write, [offset, data], OtaUpdaterCmdPack.WriteReport)
@@ -101,7 +105,7 @@ class Device {
 
     /** begin + writes + commit, returning the commit report. */
     async update(image: Buffer, hash: Uint8Array = sha(image)) {
-        const [err] = await this.begin(image.length, 0xff, hash)
+        const [err] = await this.begin(image.length, SPARE, hash)
         assert.equal(err, OtaUpdaterError.None)
         await this.writeAll(image)
         return this.commit()
@@ -161,7 +165,7 @@ describe("OTA updater server", () => {
         flash.beforeChange = op => ops.push(op)
         const slot = flash.partition("ota_1")
 
-        assert.deepEqual(await dev.begin(v2.length, 0xff, sha(v2)), [OtaUpdaterError.None, 1, 0, SLOT_SIZE, 0])
+        assert.deepEqual(await dev.begin(v2.length, SPARE, sha(v2)), [OtaUpdaterError.None, 1, 0, SLOT_SIZE, 0])
         assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Receiving)
         assert.equal(dev.reg(OtaUpdaterReg.ImageSize), v2.length)
         assert.equal(ops.length, 0, "begin erases nothing")
@@ -198,7 +202,7 @@ describe("OTA updater server", () => {
     })
 
     it("a duplicate write is acknowledged again without writing", async () => {
-        await dev.begin(v2.length, 0xff, sha(v2))
+        await dev.begin(v2.length, SPARE, sha(v2))
         await dev.writeAll(v2.subarray(0, 2 * CHUNK))
         const writes: FlashOp[] = []
         flash.beforeChange = op => writes.push(op)
@@ -211,7 +215,7 @@ describe("OTA updater server", () => {
     })
 
     it("a write past the expected offset is refused with the resume offset, and the update goes on from there", async () => {
-        await dev.begin(v2.length, 0xff, sha(v2))
+        await dev.begin(v2.length, SPARE, sha(v2))
         await dev.writeAll(v2.subarray(0, CHUNK))
         // the write at CHUNK was lost; the next two arrive
         assert.deepEqual(await dev.write(2 * CHUNK, v2.subarray(2 * CHUNK, 3 * CHUNK)), [CHUNK, OtaUpdaterError.BadOffset])
@@ -254,7 +258,7 @@ describe("OTA updater server", () => {
     })
 
     it("a commit before image_size bytes is incomplete", async () => {
-        await dev.begin(v2.length, 0xff, sha(v2))
+        await dev.begin(v2.length, SPARE, sha(v2))
         await dev.writeAll(v2.subarray(0, 10 * CHUNK))
         assert.deepEqual(await dev.commit(), [OtaUpdaterError.Incomplete, 1])
         assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Error)
@@ -262,7 +266,7 @@ describe("OTA updater server", () => {
     })
 
     it("commands outside an update are invalid_state and change nothing", async () => {
-        assert.deepEqual(await dev.commit(), [OtaUpdaterError.InvalidState, 0xff])
+        assert.deepEqual(await dev.commit(), [OtaUpdaterError.InvalidState, SPARE])
         assert.deepEqual(await dev.write(0, v2.subarray(0, CHUNK)), [0, OtaUpdaterError.InvalidState])
         assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Idle)
         assert.ok(flash.read(flash.partition("ota_1").offset, 16).every(b => b === 0xff))
@@ -273,7 +277,7 @@ describe("OTA updater server", () => {
         assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Error)
         assert.equal((await dev.begin(1000, 2))[0], OtaUpdaterError.BadTarget)
         assert.equal((await dev.begin(SLOT_SIZE + 1))[0], OtaUpdaterError.TooLarge)
-        assert.equal((await dev.begin(1000, 0xff, new Uint8Array(31)))[0], OtaUpdaterError.Sha256Mismatch)
+        assert.equal((await dev.begin(1000, SPARE, new Uint8Array(31)))[0], OtaUpdaterError.Sha256Mismatch)
         assert.deepEqual(await dev.begin(SLOT_SIZE, 1), [OtaUpdaterError.None, 1, 0, SLOT_SIZE, 0])
         assert.equal(dev.reg(OtaUpdaterReg.State), OtaUpdaterState.Receiving)
         assert.equal(dev.reg(OtaUpdaterReg.LastError), OtaUpdaterError.None)
@@ -327,7 +331,7 @@ describe("OTA updater server", () => {
     })
 
     it("abort drops the update; after a commit it also takes the boot switch back", async () => {
-        await dev.begin(v2.length, 0xff, sha(v2))
+        await dev.begin(v2.length, SPARE, sha(v2))
         await dev.writeAll(v2.subarray(0, 4 * CHUNK))
         assert.deepEqual(await dev.abort(), [OtaUpdaterError.None])
         assert.deepEqual(
@@ -372,7 +376,7 @@ describe("OTA updater server", () => {
         const html = Buffer.from("<!DOCTYPE html><html><head><title>Error</title></head><body>rate limited</body></html>")
         const ops: FlashOp[] = []
         flash.beforeChange = op => ops.push(op)
-        await dev.begin(html.length, 0xff, sha(html))
+        await dev.begin(html.length, SPARE, sha(html))
         assert.deepEqual(await dev.write(0, html), [0, OtaUpdaterError.NotAppImage])
         assert.deepEqual(ops, [], "no erase, no write")
         assert.ok(flash.read(flash.partition("ota_1").offset, SECTOR_SIZE).every(b => b === 0xff))
@@ -392,7 +396,7 @@ describe("OTA updater server", () => {
 
         /** begin (fresh) and the first `bytes` of `img`. */
         async function writePart(bytes: number, img = image) {
-            assert.deepEqual((await dev.begin(img.length, 0xff, sha(img)))[4], 0)
+            assert.deepEqual((await dev.begin(img.length, SPARE, sha(img)))[4], 0)
             await dev.writeAll(img.subarray(0, bytes))
         }
 
@@ -428,7 +432,7 @@ describe("OTA updater server", () => {
             const p = flash.partition("ota_1")
             flash.eraseRange(p.offset, 12 * SECTOR_SIZE)
             flash.write(p.offset, Buffer.alloc(12 * SECTOR_SIZE, 0x00))
-            await dev.begin(image.length, 0xff, sha(image))
+            await dev.begin(image.length, SPARE, sha(image))
             // 128-byte writes end exactly on the boundary: sector 1 is not touched (nor erased) yet
             for (let o = 0; o < SECTOR_SIZE; o += 128)
                 assert.deepEqual(await dev.write(o, image.subarray(o, o + 128)), [o + 128, OtaUpdaterError.None])
@@ -483,7 +487,7 @@ describe("OTA updater server", () => {
 
             await writePart(4 * SECTOR_SIZE)
             await reset()
-            assert.equal((await dev.begin(image.length, 0xff, sha(image)))[4], 0, "no resume flag")
+            assert.equal((await dev.begin(image.length, SPARE, sha(image)))[4], 0, "no resume flag")
             assert.equal(dev.server.resumeRecord(), undefined)
 
             await writePart(4 * SECTOR_SIZE)

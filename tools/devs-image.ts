@@ -44,8 +44,9 @@ export function startsLikeBytecode(prefix: Uint8Array): boolean {
  * program's "@version" (from its dcfg section) when it has one.
  */
 export function checkBytecode(img: Buffer): BytecodeCheck {
-    if (img.length < DEVS_HEADER_LEN + DEVS_SECTIONS * SECTION_HEADER_LEN)
-        return { ok: false, message: `bytecode: ${img.length} bytes, shorter than its header` }
+    // devs_verify wants more than the header (verify.c: size > sizeof(devs_img_header_t))
+    if (img.length <= DEVS_HEADER_LEN + DEVS_SECTIONS * SECTION_HEADER_LEN)
+        return { ok: false, message: `bytecode: ${img.length} bytes, no longer than its header` }
     if (img.readUInt32LE(0) !== DEVS_MAGIC0 || img.readUInt32LE(4) !== DEVS_MAGIC1)
         return { ok: false, message: "bytecode: bad magic, not a DeviceScript program" }
     const fmt = img.readUInt32LE(8)

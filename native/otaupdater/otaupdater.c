@@ -334,10 +334,16 @@ static void sha_peek(const mbedtls_sha256_context *ctx, uint8_t out[SHA_LEN]) {
 
 // --- packets out ------------------------------------------------------------------------------
 
+/** The largest program the `program` target takes: progstage's size, at most Limits.ProgramBytes. */
+static uint32_t program_max_size(srv_t *state) {
+    uint32_t max = state->staging ? state->staging->size : 0;
+    return max < JD_OTA_UPDATER_LIMITS_PROGRAM_BYTES ? max : JD_OTA_UPDATER_LIMITS_PROGRAM_BYTES;
+}
+
 static void send_begin_report(srv_t *state, uint8_t error, uint8_t slot, uint32_t next_offset) {
     uint32_t max = 0;
     if (slot == TARGET_PROGRAM) {
-        max = state->staging ? state->staging->size : 0;
+        max = program_max_size(state);
     } else {
         const esp_partition_t *p = ota_slot(slot);
         if (!p)
@@ -599,7 +605,7 @@ static void cmd_begin(srv_t *state, const uint8_t *data, unsigned size) {
         error = E_BAD_TARGET;
     else if (pending_verify_now(state))
         error = E_INVALID_STATE;
-    else if (b.image_size > part->size)
+    else if (b.image_size > (slot == TARGET_PROGRAM ? program_max_size(state) : part->size))
         error = E_TOO_LARGE;
     else if (sha_len != 0 && sha_len != SHA_LEN)
         error = E_SHA256_MISMATCH;
@@ -983,14 +989,20 @@ static void encode_program_record(uint8_t rec[PROGRAM_RECORD_LEN], uint32_t size
     wr32(rec + 36, crc32_ieee(rec, 36));
 }
 
-/** The copy failed: an install fails the update (the record stays for the next start); a recovery just stops. */
+/**
+ * The copy failed: an install fails the update (the record stays: the next start tries
+ * once more); a recovery drops the record, so that no start retries forever.
+ */
 static void install_fail(srv_t *state, const char *what) {
     bool recovering = state->op == OP_RECOVER;
     op_done(state);
-    if (recovering)
-        ESP_LOGE(TAG, "program recovery: %s", what);
-    else
+    if (recovering) {
+        ESP_LOGE(TAG, "program recovery: %s; program record dropped", what);
+        if (nvs_remove(state, NVS_KEY_PROGRAM) != ESP_OK)
+            ESP_LOGE(TAG, "clear program record failed");
+    } else {
         fail(state, E_FLASH_WRITE, what);
+    }
 }
 
 /**
@@ -1093,7 +1105,7 @@ static void recover_start(srv_t *state) {
     }
     state->op = OP_RECOVER;
     uint32_t size = rd32(rec);
-    if (rd32(rec + 36) != crc32_ieee(rec, 36) || !state->staging || size > state->staging->size) {
+    if (rd32(rec + 36) != crc32_ieee(rec, 36) || size <= DEVS_HEADER_LEN || size > program_max_size(state)) {
         state->step = ST_RECOVER_DROP;
         return;
     }

@@ -63,8 +63,8 @@ describe("program check", () => {
         img.setAt(img.length - 200 + 12, "u16", 1) // only @name left
         expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232).indexOf("version '(none)'") >= 0).toBe(true)
     })
-    test("a resumed download is not checked (its start went by before)", () => {
-        const img = program("v9.9.9", 3000)
-        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232, 1024)).toBe("")
+    test("a download that does not start at byte 0 is refused (its version could not be checked)", () => {
+        const img = program("v1.2.0", 3000)
+        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232, 1024).indexOf("from its first byte") >= 0).toBe(true)
     })
 })

@@ -51,6 +51,8 @@ export class SimBackend implements ConformanceBackend {
         const pkt = Packet.from(code, payload)
         pkt.isCommand = true
         await this.server.handlePacket(pkt)
+        // deferred work (the program install ~100 ms after commit) is done before settling
+        while (this.server?.busy()) await new Promise(r => setTimeout(r, 10))
         await new Promise(r => setTimeout(r, settleMs))
         await new Promise(r => setImmediate(r))
         return this.take()

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "device.h"
+#include "jd_otaupdater_spec.h"
 
 static char g_flash_path[4096];
 
@@ -93,7 +94,7 @@ int main(void) {
             char *payload = strtok(NULL, " ");
             char *settle = strtok(NULL, " ");
             uint8_t buf[256];
-            int n = payload ? parse_hex(payload, buf, 232 + 4) : -1;
+            int n = payload ? parse_hex(payload, buf, JD_OTA_UPDATER_LIMITS_WRITE_BYTES + 4) : -1;
             if (!code || n < 0 || !settle) {
                 puts("err usage: cmd <code> <payload hex> <settle ms>");
                 continue;

@@ -342,7 +342,7 @@ static bool store_holds(const uint8_t *p, uint32_t len) {
 static void program_upload(const uint8_t *p1, uint32_t len, const uint8_t sha[32]) {
     begin_report_t b = client_begin(len, JD_OTA_UPDATER_TARGET_PROGRAM, RESUME, sha);
     CHECK(b.got && b.error == 0 && b.slot == JD_OTA_UPDATER_TARGET_PROGRAM);
-    CHECK_EQ(b.max_image_size, part("progstage")->size);
+    CHECK_EQ(b.max_image_size, JD_OTA_UPDATER_LIMITS_PROGRAM_BYTES); // below progstage (256 KB)
     for (uint32_t off = b.next_offset; off < len; off += CHUNK) {
         uint32_t n = len - off < CHUNK ? len - off : CHUNK;
         write_report_t w = client_write(off, p1 + off, n);
@@ -362,9 +362,9 @@ static void test_program_copy(void) {
     fake_jd_sent_clear();
     dev_deliver(JD_OTA_UPDATER_CMD_COMMIT, NULL, 0);
     dev_turns(20, 1000); // 20 ms: the report is out, the copy not started
-    CHECK(count_sent(SENT_EVENT, JD_OTA_UPDATER_EV_READY) == 1 && last_event(JD_OTA_UPDATER_EV_READY)->data[0] == 254);
+    CHECK(count_sent(SENT_EVENT, JD_OTA_UPDATER_EV_READY) == 1 && last_event(JD_OTA_UPDATER_EV_READY)->data[0] == JD_OTA_UPDATER_TARGET_PROGRAM);
     const fake_sent_t *c = last_report(JD_OTA_UPDATER_CMD_COMMIT);
-    CHECK(c && c->data[0] == 0 && c->data[1] == 254);
+    CHECK(c && c->data[0] == 0 && c->data[1] == JD_OTA_UPDATER_TARGET_PROGRAM);
     CHECK_EQ(reg_u8(JD_OTA_UPDATER_REG_STATE), JD_OTA_UPDATER_STATE_READY);
     CHECK(store_holds(p0, l0));
     dev_run(0);
