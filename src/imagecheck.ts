@@ -66,15 +66,17 @@ export class DescriptorCheck {
 // ten {start, length} section headers from byte 32; the last is the dcfg section with the
 // build's "@version". DCFG: u16 entry count at 12, 24-byte entries from byte 88, each
 // {key char[16], u16 hash, u16 type | size << 2, u32 value}; type 2 is a string whose
-// value is its offset in the section.
+// value is its offset in the section, after the entries. Read in one pass as the bytes
+// go by, with 104 bytes of buffers allocated at start-up: the heap has no room to spare.
 const DEVS_MAGIC_HEX = "446576530a6e29f1"
 const DCFG_HEADER_AT = 32 + 9 * 8
-const PROGRAM_HEAD = DCFG_HEADER_AT + 8
-const DCFG_MAX = 1024 // a build's dcfg is a few hundred bytes
+const DCFG_MAX = 1024 // a build's dcfg is a few hundred bytes; read byte by byte, so bounded
 const DCFG_ENTRIES_AT = 88
 const DCFG_ENTRY = 24
-const head = Buffer.alloc(PROGRAM_HEAD)
-const dcfg = Buffer.alloc(DCFG_MAX)
+const VERSION_MAX = 64
+const hdr = Buffer.alloc(16) // image bytes [0, 8) and the dcfg section header [104, 112)
+const entry = Buffer.alloc(DCFG_ENTRY)
+const ver = Buffer.alloc(VERSION_MAX)
 
 /**
  * Checks a DeviceScript program asset as it goes by: the bytecode magic, and that the
@@ -87,6 +89,9 @@ export class ProgramCheck {
     private started = false
     private dcfgAt = 0
     private dcfgLen = 0
+    private count = 0
+    private verAt = -1 // offset of the version string in the dcfg section, -1: not found yet
+    private verLen = 0
 
     constructor(private tag: string, private size: number) {}
 
@@ -96,19 +101,23 @@ export class ProgramCheck {
             if (offset > 0) throw new ReleaseError(`release ${this.tag}: a program is checked from its first byte, not from ${offset}`)
         }
         const end = offset + (to - from)
-        copyRange(head, 0, offset, data, from, to)
-        if (offset < 8 && end >= 8 && head.slice(0, 8).toString("hex") !== DEVS_MAGIC_HEX)
+        copyRange(hdr, 0, 0, 8, offset, data, from, to)
+        copyRange(hdr, 8, DCFG_HEADER_AT, 8, offset, data, from, to)
+        if (offset < 8 && end >= 8 && hdr.slice(0, 8).toString("hex") !== DEVS_MAGIC_HEX)
             throw new ReleaseError(`release ${this.tag}: the program asset is not DeviceScript bytecode`)
-        if (offset < PROGRAM_HEAD && end >= PROGRAM_HEAD) {
-            this.dcfgAt = head.getAt(DCFG_HEADER_AT, "u32")
-            this.dcfgLen = head.getAt(DCFG_HEADER_AT + 4, "u32")
+        if (offset < DCFG_HEADER_AT + 8 && end >= DCFG_HEADER_AT + 8) {
+            this.dcfgAt = hdr.getAt(8, "u32")
+            this.dcfgLen = hdr.getAt(12, "u32")
             if (this.dcfgLen > DCFG_MAX || this.dcfgAt + this.dcfgLen > this.size || this.dcfgLen < DCFG_ENTRIES_AT)
                 throw new ReleaseError(`release ${this.tag}: the program asset has no readable build configuration`)
         }
         if (!this.dcfgLen) return
-        copyRange(dcfg, this.dcfgAt, offset, data, from, Math.min(to, from + this.dcfgAt + this.dcfgLen - offset))
+        // the part of this piece inside the dcfg section, byte by byte (a few hundred in all)
+        const a = Math.max(offset, this.dcfgAt)
+        const b = Math.min(end, this.dcfgAt + this.dcfgLen)
+        for (let i = a; i < b; i++) this.dcfgByte(i - this.dcfgAt, data[from + (i - offset)])
         if (offset < this.dcfgAt + this.dcfgLen && end >= this.dcfgAt + this.dcfgLen) {
-            const version = dcfgVersion(this.dcfgLen)
+            const version = this.verAt >= 0 ? ver.slice(0, this.verLen).toString() : "(none)"
             let same = false
             try {
                 same = compareSemver(version, this.tag) === 0
@@ -116,27 +125,33 @@ export class ProgramCheck {
             if (!same) throw new ReleaseError(`release ${this.tag}: the program asset was built as version '${version}'`)
         }
     }
-}
 
-// Copies the part of data[from, to) (image bytes from `offset`) that falls in
-// [base, base + dst.length) of the image into dst.
-function copyRange(dst: Buffer, base: number, offset: number, data: Buffer, from: number, to: number) {
-    const a = Math.max(base, offset)
-    const b = Math.min(base + dst.length, offset + (to - from))
-    if (b > a) dst.blitAt(a - base, data, from + (a - offset), b - a)
-}
-
-function dcfgVersion(len: number): string {
-    const count = dcfg.getAt(12, "u16")
-    for (let i = 0; i < count; i++) {
-        const e = DCFG_ENTRIES_AT + i * DCFG_ENTRY
-        if (e + DCFG_ENTRY > len) break
-        if (dcfg.slice(e, e + 8).toString() !== "@version" || dcfg[e + 8] !== 0) continue
-        const typeSize = dcfg.getAt(e + 18, "u16")
-        const value = dcfg.getAt(e + 20, "u32")
-        const size = typeSize >> 2
-        if ((typeSize & 3) !== 2 || value + size > len) break
-        return dcfg.slice(value, value + size).toString()
+    // byte `rel` of the dcfg section
+    private dcfgByte(rel: number, v: number) {
+        if (rel === 12) this.count = v
+        else if (rel === 13) this.count += v << 8
+        const e = rel - DCFG_ENTRIES_AT
+        if (e >= 0 && e < this.count * DCFG_ENTRY) {
+            entry[e % DCFG_ENTRY] = v
+            if (e % DCFG_ENTRY === DCFG_ENTRY - 1 && this.verAt < 0) this.entryDone()
+        }
+        if (this.verAt >= 0 && rel >= this.verAt && rel < this.verAt + this.verLen) ver[rel - this.verAt] = v
     }
-    return "(none)"
+
+    private entryDone() {
+        if (entry.slice(0, 8).toString() !== "@version" || entry[8] !== 0) return
+        const typeSize = entry.getAt(18, "u16")
+        const size = typeSize >> 2
+        if ((typeSize & 3) !== 2 || size > VERSION_MAX) return
+        this.verAt = entry.getAt(20, "u32")
+        this.verLen = size
+    }
+}
+
+// Copies the image bytes [at, at + len) that data[from, to) holds (it holds the image
+// bytes from `offset` on) into dst, from dst[dstAt].
+function copyRange(dst: Buffer, dstAt: number, at: number, len: number, offset: number, data: Buffer, from: number, to: number) {
+    const a = Math.max(at, offset)
+    const b = Math.min(at + len, offset + (to - from))
+    if (b > a) dst.blitAt(dstAt + (a - at), data, from + (a - offset), b - a)
 }

@@ -1,3 +1,4 @@
+import * as ds from "@devicescript/core"
 import { describe, test, expect } from "@devicescript/test"
 import { ProgramCheck, ReleaseError } from "../imagecheck"
 
@@ -25,10 +26,14 @@ function program(version: string, size: number) {
     return img
 }
 
-// Feeds the image in pieces of `piece` bytes, as the download does; returns the error message or "".
-function feed(check: ProgramCheck, img: Buffer, piece: number, from = 0) {
+// Feeds the image in pieces of `piece` bytes, as the download does (awaiting between
+// pieces, as it does); returns the error message or "".
+async function feed(check: ProgramCheck, img: Buffer, piece: number, from = 0) {
     try {
-        for (let o = from; o < img.length; o += piece) check.see(o, img, o, Math.min(img.length, o + piece))
+        for (let o = from; o < img.length; o += piece) {
+            check.see(o, img, o, Math.min(img.length, o + piece))
+            await ds.sleep(0)
+        }
     } catch (e) {
         if (!(e instanceof ReleaseError)) throw e
         return (e as Error).message
@@ -37,34 +42,34 @@ function feed(check: ProgramCheck, img: Buffer, piece: number, from = 0) {
 }
 
 describe("program check", () => {
-    test("accepts the tag's version, in any piece size", () => {
+    test("accepts the tag's version, in any piece size", async () => {
         const img = program("v1.2.0", 3000)
-        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232)).toBe("")
-        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 7)).toBe("")
-        expect(feed(new ProgramCheck("1.2.0", img.length), img, 4096)).toBe("")
+        expect(await feed(new ProgramCheck("v1.2.0", img.length), img, 232)).toBe("")
+        expect(await feed(new ProgramCheck("v1.2.0", img.length), img, 7)).toBe("")
+        expect(await feed(new ProgramCheck("1.2.0", img.length), img, 4096)).toBe("")
     })
-    test("refuses another version, and says which", () => {
+    test("refuses another version, and says which", async () => {
         const img = program("v1.1.9", 3000)
-        const msg = feed(new ProgramCheck("v1.2.0", img.length), img, 232)
+        const msg = await feed(new ProgramCheck("v1.2.0", img.length), img, 232)
         expect(msg.indexOf("built as version 'v1.1.9'") >= 0).toBe(true)
     })
-    test("refuses what is not bytecode", () => {
+    test("refuses what is not bytecode", async () => {
         const img = program("v1.2.0", 3000)
         img[0] = 0x3c
-        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232).indexOf("not DeviceScript bytecode") >= 0).toBe(true)
+        expect((await feed(new ProgramCheck("v1.2.0", img.length), img, 232)).indexOf("not DeviceScript bytecode") >= 0).toBe(true)
     })
-    test("refuses a dcfg section outside the image or too large to hold", () => {
+    test("refuses a dcfg section outside the image or too large to hold", async () => {
         const img = program("v1.2.0", 3000)
         img.setAt(32 + 9 * 8 + 4, "u32", 5000)
-        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232).indexOf("no readable build configuration") >= 0).toBe(true)
+        expect((await feed(new ProgramCheck("v1.2.0", img.length), img, 232)).indexOf("no readable build configuration") >= 0).toBe(true)
     })
-    test("a program without @version is refused", () => {
+    test("a program without @version is refused", async () => {
         const img = program("v1.2.0", 3000)
         img.setAt(img.length - 200 + 12, "u16", 1) // only @name left
-        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232).indexOf("version '(none)'") >= 0).toBe(true)
+        expect((await feed(new ProgramCheck("v1.2.0", img.length), img, 232)).indexOf("version '(none)'") >= 0).toBe(true)
     })
-    test("a download that does not start at byte 0 is refused (its version could not be checked)", () => {
+    test("a download that does not start at byte 0 is refused (its version could not be checked)", async () => {
         const img = program("v1.2.0", 3000)
-        expect(feed(new ProgramCheck("v1.2.0", img.length), img, 232, 1024).indexOf("from its first byte") >= 0).toBe(true)
+        expect((await feed(new ProgramCheck("v1.2.0", img.length), img, 232, 1024)).indexOf("from its first byte") >= 0).toBe(true)
     })
 })
