@@ -150,12 +150,15 @@ export class SimDevice extends EventEmitter {
 
         const blank = flash.read(store.offset, store.size).every(b => b === 0xff)
         const firstPowerOn = blank || (!!this.options.deploy && this.boots === 1)
-        const vm = (this.vm = await createVm())
+        const vm = await createVm()
+        // the power may have been cut (or the device stopped) while the VM was made
+        if (this.server !== server || this.stopped) return
+        this.vm = vm
         vm.dmesg = line => this.onDmesg(line)
         vm.log = vm.error = (...args) => this.options.verbose && this.log(args.join(" "))
         vm.panicHandler = code => this.onPanic(vm, code)
         vm.flashSize = store.size
-        vm.flashLoad = () => flash.read(store.offset, store.size)
+        vm.flashLoad = () => (this.vm === vm ? flash.read(store.offset, store.size) : new Uint8Array(0))
         vm.flashSave = data => this.vm === vm && saveChangedSectors(flash, store.offset, data)
         // Both directions are deferred: the VM drops frames that arrive while it runs.
         this.bridge = createProxyBridge(frame => setImmediate(() => vm.handlePacket(frame)))
@@ -169,6 +172,7 @@ export class SimDevice extends EventEmitter {
         // First power-on: deploy settings, then the program, like `devs` does.
         if (firstPowerOn) {
             await this.deploySettings()
+            if (this.vm !== vm) return // power cut while the settings went in
             const r = vm.devsDeploy(this.options.bytecode)
             if (r) throw new Error(`deploy failed: ${r}`)
         }
