@@ -37,7 +37,7 @@ import {
     OtaUpdaterTarget,
 } from "../.devicescript/ts/constants"
 import { checkAppImage, ESP32S3_CHIP_ID, IMAGE_MAGIC } from "../tools/esp-image"
-import { checkBytecode, startsLikeBytecode } from "../tools/devs-image"
+import { checkBytecode, DEVS_IMAGE_HEADER_LEN, startsLikeBytecode } from "../tools/devs-image"
 import { SECTOR_SIZE, SimFlash } from "./flash"
 // checkpoints and resume offsets go by the protocol's sector (services/otaupdater.md Limits)
 const CHECKPOINT_BYTES = OtaUpdaterLimits.SectorBytes
@@ -545,7 +545,7 @@ export class OtaUpdaterServer extends JDServiceServer {
             record = decodeProgramRecord(raw)
             const staging = this.stagingPartition()
             let image: Buffer | undefined
-            if (record && staging && this.deployProgram && record.size > 0 && record.size <= this.programMaxSize()) {
+            if (record && staging && this.deployProgram && record.size > DEVS_IMAGE_HEADER_LEN && record.size <= this.programMaxSize()) {
                 image = this.flash.read(staging.offset, record.size)
                 if (!createHash("sha256").update(image).digest().equals(record.sha256)) image = undefined
             }

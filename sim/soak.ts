@@ -93,7 +93,7 @@ export function soakPlan(seed: number, run: number): SoakPlan {
 }
 
 /** Arms the power cut of `plan` on `device`; returns how many cuts happened. */
-function armCut(device: SimDevice, plan: SoakPlan, image: Buffer, rnd: () => number) {
+export function armCut(device: SimDevice, plan: SoakPlan, image: Buffer, rnd: () => number) {
     const state = { cuts: 0 }
     if (plan.cut === "none") return state
     const cut = () => {

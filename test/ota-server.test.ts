@@ -20,7 +20,15 @@ import { buildAppImage } from "../tools/esp-image"
 import { FlashOp, SECTOR_SIZE, SimFlash } from "../sim/flash"
 import { OtaImgState, boot, bootSlot, otaState, readOtadata } from "../sim/bootloader"
 import { SimNvs, entrySize } from "../sim/nvs"
-import { OtaUpdaterServer, RESUME_RECORD_LEN, RESUME_SIM_KEY } from "../sim/ota-server"
+import {
+    OtaUpdaterServer,
+    PROGRAM_SIM_KEY,
+    PROGRAM_STAGING_LABEL,
+    RESUME_RECORD_LEN,
+    RESUME_SIM_KEY,
+    encodeProgramRecord,
+    padProgram,
+} from "../sim/ota-server"
 
 const SPARE = OtaUpdaterTarget.Spare // begin's target, and a report's "no slot"
 
@@ -612,5 +620,52 @@ describe("OTA updater server", () => {
                 assert.deepEqual([...resumedAt].sort((a, b) => a - b), [0, SECTOR_SIZE, 2 * SECTOR_SIZE])
             })
         }
+    })
+})
+
+describe("program record at start (recoverProgram)", () => {
+    // A program record says progstage holds a checked program that must be copied into the
+    // program store. One that cannot be installed is dropped at once, never retried.
+    function startWith(record: Buffer | undefined, staged: Buffer) {
+        const stage = flash.partition(PROGRAM_STAGING_LABEL)
+        flash.eraseRange(stage.offset, Math.ceil(staged.length / SECTOR_SIZE) * SECTOR_SIZE)
+        flash.write(stage.offset, staged)
+        if (record) new SimNvs(flash).set(PROGRAM_SIM_KEY, record)
+        const deployed: Buffer[] = []
+        const server = new OtaUpdaterServer(flash, { onReboot: () => {}, deployProgram: b => deployed.push(Buffer.from(b)) })
+        const installed = server.recoverProgram()
+        return { installed, deployed, left: new SimNvs(flash).get(PROGRAM_SIM_KEY) }
+    }
+    const program = (size: number) => {
+        const b = Buffer.alloc(size, 0x11)
+        b.writeUInt32LE(0x53766544, 0)
+        return b
+    }
+
+    it("copies a staged program whose record matches, once, zero padded to 32 bytes", () => {
+        const p = program(9000)
+        const r = startWith(encodeProgramRecord(p.length, sha(p)), p)
+        assert.equal(r.installed, true)
+        assert.deepEqual(r.deployed, [padProgram(p)])
+        assert.equal(r.left, undefined)
+    })
+    for (const [what, size, staged] of [
+        ["size 0", 0, program(9000)],
+        ["no longer than the bytecode header (112 bytes)", 112, program(112)],
+        ["above program_bytes", OtaUpdaterLimits.ProgramBytes + 1, program(OtaUpdaterLimits.ProgramBytes + 1)],
+    ] as [string, number, Buffer][]) {
+        it(`drops a record of ${what}, even when progstage matches it`, () => {
+            const r = startWith(encodeProgramRecord(size, sha(staged.subarray(0, size))), staged)
+            assert.deepEqual([r.installed, r.deployed.length, r.left], [false, 0, undefined])
+        })
+    }
+    it("drops a record whose sha256 progstage does not match, and one with a bad CRC", () => {
+        const p = program(9000)
+        const r1 = startWith(encodeProgramRecord(p.length, Buffer.alloc(32, 7)), p)
+        assert.deepEqual([r1.installed, r1.deployed.length, r1.left], [false, 0, undefined])
+        const bad = encodeProgramRecord(p.length, sha(p))
+        bad[36] ^= 1
+        const r2 = startWith(bad, p)
+        assert.deepEqual([r2.installed, r2.deployed.length, r2.left], [false, 0, undefined])
     })
 })

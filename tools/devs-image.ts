@@ -19,6 +19,8 @@ export const DEVS_FORMAT_VERSION = 0x02100004
 export const DEVS_HEADER_LEN = 32
 export const DEVS_SECTIONS = 10
 const SECTION_HEADER_LEN = 8
+/** sizeof(devs_img_header_t): the header and its section table; devs_verify wants more than this. */
+export const DEVS_IMAGE_HEADER_LEN = DEVS_HEADER_LEN + DEVS_SECTIONS * SECTION_HEADER_LEN
 const DCFG_SECTION = 9
 const DCFG_MAGIC0 = 0x47464344 // "DCFG"
 const DCFG_HEADER_LEN = 6 * 4 + 2 * 32
@@ -45,7 +47,7 @@ export function startsLikeBytecode(prefix: Uint8Array): boolean {
  */
 export function checkBytecode(img: Buffer): BytecodeCheck {
     // devs_verify wants more than the header (verify.c: size > sizeof(devs_img_header_t))
-    if (img.length <= DEVS_HEADER_LEN + DEVS_SECTIONS * SECTION_HEADER_LEN)
+    if (img.length <= DEVS_IMAGE_HEADER_LEN)
         return { ok: false, message: `bytecode: ${img.length} bytes, no longer than its header` }
     if (img.readUInt32LE(0) !== DEVS_MAGIC0 || img.readUInt32LE(4) !== DEVS_MAGIC1)
         return { ok: false, message: "bytecode: bad magic, not a DeviceScript program" }
