@@ -213,7 +213,7 @@ static void test_write_before_erase(void) {
     size_t len;
     uint8_t *v2 = build_app_image("2.0.0", 9000, 9, 3, &len), sha[32];
     sha256(v2, len, sha);
-    begin_report_t b = client_begin((uint32_t)len, 0xff, 0, sha);
+    begin_report_t b = client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, 0, sha);
     CHECK(b.got && b.error == 0);
     write_report_t w = client_write(0, v2, CHUNK);
     CHECK(!w.got && dev_halted() == HALT_POWER && fake_power_lost());
@@ -233,7 +233,7 @@ static void write_with_30ms_budget(void) {
     fresh_device();
     size_t len;
     uint8_t *v2 = build_app_image("2.0.0", 9000, 9, 3, &len);
-    client_begin((uint32_t)len, 0xff, 0, NULL);
+    client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, 0, NULL);
     client_write(0, v2, CHUNK); // the harness aborts
 }
 
@@ -253,19 +253,19 @@ static void test_full_slot_budget(void) {
     dev_reset_stats();
     fake_flash_arm_cut((long)(len * 6 / 10 / CHUNK), CUT_DATA_WRITES);
     run_t r = {0};
-    CHECK(!run_update(big, len, sha, 0xff, &r) && fake_power_lost());
+    CHECK(!run_update(big, len, sha, JD_OTA_UPDATER_TARGET_SPARE, &r) && fake_power_lost());
     reboot_device();
 
     long calls0 = dev_stats()->calls;
     int64_t t0 = fake_now_us();
-    begin_report_t b = client_begin((uint32_t)len, 0xff, RESUME, sha);
+    begin_report_t b = client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, RESUME, sha);
     CHECK(b.got && b.error == 0 && b.next_offset > len / 2, "resumed at %u", b.next_offset);
     long rehash_calls = dev_stats()->calls - calls0;
     int64_t rehash_ms = (fake_now_us() - t0) / 1000;
     CHECK(rehash_calls > 5, "the re-hash took %ld calls", rehash_calls);
 
     run_t r2 = {0};
-    CHECK(run_update(big, len, sha, 0xff, &r2)); // begin again (resumes again), writes, commit, reboot
+    CHECK(run_update(big, len, sha, JD_OTA_UPDATER_TARGET_SPARE, &r2)); // begin again (resumes again), writes, commit, reboot
     boot_result_t boot = reboot_device();
     CHECK_EQ(boot.slot, 1);
     check_slot_holds(1, big, len);
@@ -284,7 +284,7 @@ static void test_worker_commit(void) {
     uint8_t *v2 = build_app_image("2.0.0", 400000, 9, 5, &len), sha[32];
     sha256(v2, len, sha);
     fresh_device();
-    begin_report_t b = client_begin((uint32_t)len, 0xff, 0, sha);
+    begin_report_t b = client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, 0, sha);
     CHECK(b.got && b.error == 0);
     for (uint32_t off = 0; off < len; off += CHUNK) {
         uint32_t n = len - off < CHUNK ? (uint32_t)(len - off) : CHUNK;
@@ -471,7 +471,7 @@ static void test_first_write_magic(void) {
     const esp_partition_t *p = part("ota_1");
     uint8_t *before = malloc(p->size);
     memcpy(before, fake_flash_mem() + p->address, p->size);
-    begin_report_t b = client_begin((uint32_t)len, 0xff, 0, NULL);
+    begin_report_t b = client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, 0, NULL);
     CHECK(b.got && b.error == 0);
     uint8_t html[CHUNK];
     memset(html, ' ', sizeof(html));
@@ -489,7 +489,7 @@ static void test_first_write_magic(void) {
     // wrong chip is told apart from a bad image
     size_t lc;
     uint8_t *c3 = build_app_image("2.0.0", 9000, 5, 4, &lc);
-    b = client_begin((uint32_t)lc, 0xff, 0, NULL);
+    b = client_begin((uint32_t)lc, JD_OTA_UPDATER_TARGET_SPARE, 0, NULL);
     for (uint32_t off = 0; off < lc; off += CHUNK)
         client_write(off, c3 + off, lc - off < CHUNK ? (uint32_t)(lc - off) : CHUNK);
     commit_report_t cr = client_commit();
@@ -503,7 +503,7 @@ static void test_queue_overflow(void) {
     uint8_t *v2 = build_app_image("2.0.0", 30000, 9, 6, &len), sha[32];
     sha256(v2, len, sha);
     fresh_device();
-    begin_report_t b = client_begin((uint32_t)len, 0xff, 0, sha);
+    begin_report_t b = client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, 0, sha);
     CHECK(b.got && b.error == 0);
     uint32_t off = 0;
     while (off + CHUNK < SECTOR) {
@@ -540,14 +540,14 @@ static void test_take_back_boot_switch(void) {
     size_t len;
     uint8_t *v2 = build_app_image("2.0.0", 20000, 9, 8, &len);
     fresh_device();
-    client_begin((uint32_t)len, 0xff, 0, NULL);
+    client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, 0, NULL);
     for (uint32_t off = 0; off < len; off += CHUNK)
         client_write(off, v2 + off, len - off < CHUNK ? (uint32_t)(len - off) : CHUNK);
     commit_report_t c = client_commit();
     CHECK(c.got && c.error == 0);
     CHECK_EQ(otadata_boot_slot(), 1);
     // a new begin before the reboot drops the update: the boot switch is taken back
-    begin_report_t b = client_begin((uint32_t)len, 0xff, 0, NULL);
+    begin_report_t b = client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, 0, NULL);
     CHECK(b.got && b.error == 0);
     CHECK_EQ(otadata_boot_slot(), 0);
     // abort when idle answers none
@@ -566,7 +566,7 @@ static void test_resume_record_format(void) {
     uint8_t *v2 = build_app_image("2.0.0", 30000, 9, 9, &len), sha[32];
     sha256(v2, len, sha);
     fresh_device();
-    client_begin((uint32_t)len, 0xff, 0, sha);
+    client_begin((uint32_t)len, JD_OTA_UPDATER_TARGET_SPARE, 0, sha);
     uint32_t off = 0;
     while (off < 3 * SECTOR + 100) {
         client_write(off, v2 + off, CHUNK);
