@@ -152,8 +152,6 @@ export interface OtaUpdaterServerOptions {
      * restarts it. Without it the `program` target is refused with `bad_target`.
      */
     deployProgram?: (bytecode: Buffer) => void
-    /** The runtime's check of a program (devs_verify); an error message, or undefined when it runs. */
-    verifyProgram?: (bytecode: Buffer) => string | undefined
 }
 
 interface Update {
@@ -182,7 +180,6 @@ export class OtaUpdaterServer extends JDServiceServer {
     private readonly nvs: SimNvs
     private failure: number = OtaUpdaterError.None // error that ended the current update
     private readonly deployProgram?: (bytecode: Buffer) => void
-    private readonly verifyProgram: (bytecode: Buffer) => string | undefined
     private installTimer?: ReturnType<typeof setTimeout>
 
     private readonly stateReg: Reg
@@ -203,12 +200,6 @@ export class OtaUpdaterServer extends JDServiceServer {
         this.log = options.log ?? (() => {})
         this.now = options.now ?? (() => performance.now())
         this.deployProgram = options.deployProgram
-        this.verifyProgram =
-            options.verifyProgram ??
-            (b => {
-                const c = checkBytecode(b)
-                return c.ok ? undefined : c.message
-            })
         this.bootResult = options.boot ?? boot(flash, { chipId: this.chipId })
         this.nvs = new SimNvs(flash)
 
@@ -501,9 +492,10 @@ export class OtaUpdaterServer extends JDServiceServer {
             return OtaUpdaterError.FlashWrite
         }
         if (u.slot === PROGRAM) {
-            const why = this.verifyProgram(image)
-            if (!why) return OtaUpdaterError.None
-            this.log(`ota: ${why}`)
+            // the runtime's check before it runs a program (devs_verify), as far as the header goes
+            const program = checkBytecode(image)
+            if (program.ok) return OtaUpdaterError.None
+            this.log(`ota: ${program.message}`)
             return OtaUpdaterError.NotAppImage
         }
         const check = checkAppImage(image, this.chipId)
@@ -538,11 +530,10 @@ export class OtaUpdaterServer extends JDServiceServer {
      * the record is removed either way. Returns true when a program was installed.
      */
     recoverProgram(): boolean {
-        let record: ReturnType<typeof decodeProgramRecord>
         try {
             const raw = this.nvs.get(PROGRAM_SIM_KEY)
             if (!raw) return false
-            record = decodeProgramRecord(raw)
+            const record = decodeProgramRecord(raw)
             const staging = this.stagingPartition()
             let image: Buffer | undefined
             if (record && staging && this.deployProgram && record.size > DEVS_IMAGE_HEADER_LEN && record.size <= this.programMaxSize()) {

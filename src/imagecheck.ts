@@ -44,20 +44,13 @@ export class DescriptorCheck {
             this.done = true // a resumed update: checked when its start went by
             return
         }
-        // copy what this piece holds of [VERSION_AT, VERSION_AT + VERSION_LEN)
-        const a = Math.max(VERSION_AT, offset)
-        const b = Math.min(VERSION_AT + VERSION_LEN, offset + (to - from))
-        if (b > a) versionBytes.blitAt(a - VERSION_AT, data, from + (a - offset), b - a)
+        copyRange(versionBytes, 0, VERSION_AT, VERSION_LEN, offset, data, from, to)
         if (offset + (to - from) < VERSION_AT + VERSION_LEN) return
         this.done = true
         let end = versionBytes.indexOf(0)
         if (end < 0) end = VERSION_LEN
         const version = versionBytes.slice(0, end).toString()
-        let same = false
-        try {
-            same = compareSemver(version, this.tag) === 0
-        } catch {}
-        if (!same)
+        if (!sameVersion(version, this.tag))
             throw new ReleaseError(`release ${this.tag}: the image's app descriptor says version '${version}'`)
     }
 }
@@ -118,11 +111,7 @@ export class ProgramCheck {
         for (let i = a; i < b; i++) this.dcfgByte(i - this.dcfgAt, data[from + (i - offset)])
         if (offset < this.dcfgAt + this.dcfgLen && end >= this.dcfgAt + this.dcfgLen) {
             const version = this.verAt >= 0 ? ver.slice(0, this.verLen).toString() : "(none)"
-            let same = false
-            try {
-                same = compareSemver(version, this.tag) === 0
-            } catch {}
-            if (!same) throw new ReleaseError(`release ${this.tag}: the program asset was built as version '${version}'`)
+            if (!sameVersion(version, this.tag)) throw new ReleaseError(`release ${this.tag}: the program asset was built as version '${version}'`)
         }
     }
 
@@ -154,4 +143,13 @@ function copyRange(dst: Buffer, dstAt: number, at: number, len: number, offset: 
     const a = Math.max(at, offset)
     const b = Math.min(at + len, offset + (to - from))
     if (b > a) dst.blitAt(dstAt + (a - at), data, from + (a - offset), b - a)
+}
+
+// `version` is the same semver as `tag` (a version that is not semver is not)
+function sameVersion(version: string, tag: string) {
+    try {
+        return compareSemver(version, tag) === 0
+    } catch {
+        return false
+    }
 }
