@@ -37,9 +37,10 @@ import { join } from "node:path"
 import { createVm, DevsModule, panicName } from "./vm"
 import { SECTOR_SIZE, SimFlash } from "./flash"
 import { OtaUpdaterServer } from "./ota-server"
+import { StatusLightServer } from "./status-light"
 
-export { STATUS_PREFIX } from "../src/status"
-import { STATUS_PREFIX } from "../src/status"
+export { STATUS_PREFIX } from "../packages/ota/src/status"
+import { STATUS_PREFIX } from "../packages/ota/src/status"
 /** Label of the partition that holds the VM's flash: program and settings. */
 export const PROGRAM_STORE_LABEL = "fstor"
 const VM_DEVICE_ID = "5e6d0e0a7a5e0001"
@@ -92,6 +93,8 @@ export class SimDevice extends EventEmitter {
     panics = 0 // program panics since power-on (all boots)
     programStarts = 0 // times the VM started the program since power-on
     server?: OtaUpdaterServer
+    /** The example application's status light (src/main.ts), new at every boot. */
+    light?: StatusLightServer
     private vm?: DevsModule
     private bridge?: JDBridge
     private provider?: JDServerServiceProvider
@@ -144,7 +147,8 @@ export class SimDevice extends EventEmitter {
             },
         })
         this.server = server
-        this.provider = new JDServerServiceProvider("esp32s3-ota", [this.server])
+        this.light = new StatusLightServer()
+        this.provider = new JDServerServiceProvider("esp32s3-ota", [this.server, this.light])
         this.bus.addServiceProvider(this.provider)
         this.emit("boot", this.boots, this.server)
 

@@ -4,11 +4,11 @@
 import * as assert from "node:assert/strict"
 import { readFileSync } from "node:fs"
 import { GENERATED, generateProtocol } from "../tools/gen-protocol"
-import { OTA_ERROR_NAMES } from "../src/protocol.g"
+import { OTA_ERROR_NAMES } from "../packages/ota/src/protocol.g"
 import { OtaUpdaterError } from "../.devicescript/ts/constants"
 
 describe("protocol constants", () => {
-    it("src/protocol.g.ts is what tools/gen-protocol.ts makes of the spec (run `npm run gen`)", () => {
+    it("packages/ota/src/protocol.g.ts is what tools/gen-protocol.ts makes of the spec (run `npm run gen`)", () => {
         assert.equal(readFileSync(GENERATED, "utf8"), generateProtocol())
     })
     it("names every Error code of the spec", () => {

@@ -1,22 +1,22 @@
-// Writes src/protocol.g.ts, the OTA updater constants that `devs build` does not generate
+// Writes packages/ota/src/protocol.g.ts, the OTA updater constants that `devs build` does not generate
 // for DeviceScript programs (the names of enum values), from the service spec as compiled
 // by `devs build` into .devicescript/services.json. Everything else (command, register and
 // event codes, enum values) comes from the files `devs build` generates itself:
 // `ds.OtaUpdater*` on the device, .devicescript/ts/constants.ts on the host and
 // .devicescript/c/constants.c in C. test/protocol.test.ts fails when the file is stale.
-//   npm run gen            rewrite src/protocol.g.ts
+//   npm run gen            rewrite packages/ota/src/protocol.g.ts
 import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 
 const ROOT = join(__dirname, "..")
-export const GENERATED = join(ROOT, "src", "protocol.g.ts")
+export const GENERATED = join(ROOT, "packages", "ota", "src", "protocol.g.ts")
 
 /** "Sha256Mismatch" -> "sha256_mismatch", the spec's own spelling of enum values. */
 export function snakeCase(name: string): string {
     return name.replace(/(?<=[a-z0-9])([A-Z])/g, "_$1").toLowerCase()
 }
 
-/** The text of src/protocol.g.ts for the current spec. */
+/** The text of packages/ota/src/protocol.g.ts for the current spec. */
 export function generateProtocol(): string {
     const specs = JSON.parse(readFileSync(join(ROOT, ".devicescript", "services.json"), "utf8")) as any[]
     const spec = specs.find(s => s.camelName === "otaUpdater")

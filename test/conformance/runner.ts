@@ -18,7 +18,7 @@ import {
     OtaUpdaterState,
     OtaUpdaterTarget,
 } from "../../.devicescript/ts/constants"
-import { OTA_ERROR_NAMES } from "../../src/protocol.g"
+import { OTA_ERROR_NAMES } from "../../packages/ota/src/protocol.g"
 import { snakeCase } from "../../tools/gen-protocol"
 import { buildAppImage, CHIP_IDS } from "../../tools/esp-image"
 import { DEVS_FORMAT_VERSION, DEVS_HEADER_LEN, DEVS_MAGIC0, DEVS_MAGIC1, DEVS_SECTIONS } from "../../tools/devs-image"

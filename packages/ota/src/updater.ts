@@ -13,10 +13,14 @@ import { DescriptorCheck, ProgramCheck, ReleaseError, checkTag } from "./imagech
 
 export { ReleaseError } from "./imagecheck"
 
+/** Receives every status event, progress included (startOta's handle); null: none. */
+export const statusListener: { fn: (fields: any) => void } = { fn: null }
+
 /** Prints a status line: STATUS_PREFIX, then `fields` with `event` added, as JSON. */
 export function status(event: string, fields: any) {
     fields.event = event
     console.log(STATUS_PREFIX + JSON.stringify(fields))
+    if (statusListener.fn) statusListener.fn(fields)
 }
 
 function hexToBuffer(hex: string) {
@@ -133,7 +137,8 @@ export class Updater {
                 push: async (data: Buffer, from: number, to: number) => {
                     head.see(writer.filled, data, from, to)
                     await writer.push(data, from, to)
-                    progress.update(writer.filled)
+                    if (progress.update(writer.filled) && statusListener.fn)
+                        statusListener.fn({ event: "progress", to: tag, done: writer.filled, total: asset.size })
                 },
                 room: () => writer.room(),
                 waitRoom: async (bytes: number) => await writer.waitRoom(bytes),

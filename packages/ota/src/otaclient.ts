@@ -160,6 +160,13 @@ export class OtaClient {
  * host ignores Range and keeps sending.
  */
 export const RING_BYTES = 8192 + (WINDOW + 1) * WRITE_BYTES
+/**
+ * Pace of image writes: at most `rate` writes per second (startOta's writeRate). The VM
+ * sends every packet of the program through one throttle of 50 packets/s, so writes at
+ * 50/s leave the program's own packets queued behind them.
+ */
+export const writePolicy = { rate: 50 }
+
 // Allocated once, at start-up, before the heap gets fragmented; one update at a time.
 const ring = Buffer.alloc(RING_BYTES)
 const WAIT_MS = 2000 // longest wait of push/flush between two looks at the sender
@@ -254,6 +261,7 @@ export class ImageWriter {
 // The sender fiber of an ImageWriter.
 async function sendLoop(w: ImageWriter) {
     let retries = 0
+    let nextAt = 0 // ds.millis() before which the next write waits (writePolicy)
     try {
         while (!w.closed) {
             while (w.sent - w.acked < WINDOW * WRITE_BYTES) {
@@ -265,6 +273,9 @@ async function sendLoop(w: ImageWriter) {
                 const first = Math.min(n, RING_BYTES - at)
                 payload.blitAt(4, ring, at, first)
                 if (first < n) payload.blitAt(4 + first, ring, 0, n - first)
+                const now = ds.millis()
+                if (nextAt > now) await ds.sleep(nextAt - now)
+                nextAt = Math.max(now, nextAt) + 1000 / writePolicy.rate
                 await w.client.role.sendCommand(CMD_WRITE, payload)
                 w.sent += n
             }

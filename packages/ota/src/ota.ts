@@ -1,0 +1,223 @@
+// The update loop a program starts with startOta(): options (or settings), the schedule
+// of checks with backoff and jitter, the self-test window of a new image, and the status
+// that the program can watch.
+import * as ds from "@devicescript/core"
+import { readSetting, writeSetting } from "@devicescript/settings"
+import { OtaClient, writePolicy } from "./otaclient"
+import { Updater, ReleaseError, status, statusListener } from "./updater"
+import { Channel, GithubConfig, GithubError, SavedEtag } from "./github"
+import { Backoff } from "./backoff"
+import { DEFAULT_TIMEOUTS, closeIdle } from "./http"
+
+const MIN_INTERVAL_S = 1
+const JITTER = 0.1 // checks are spread by +-10% of the interval
+const ETAG_KEY = "OTA_ETAG"
+/** Writes per second the updater sends by default: 40 of the VM's 50 (jdiface.c throttle). */
+export const DEFAULT_WRITE_RATE = 40
+
+/**
+ * Options of startOta(). Every option left out is read from the program's settings
+ * (`.env.defaults`, `.env.local`), under the key in brackets, then the default.
+ */
+export interface OtaOptions {
+    /** Repository owner [GITHUB_OWNER]; required. */
+    owner?: string
+    /** Repository name [GITHUB_REPO]; required. */
+    repo?: string
+    /** Token [GITHUB_TOKEN]; sent to `api`'s origin only. Fine-grained, Contents: read. */
+    token?: string
+    /** API origin [GITHUB_API], default `https://api.github.com`. */
+    api?: string
+    /** Firmware asset name, `*` and `?` wildcards [ASSET_PATTERN], default `*.bin`. */
+    assetPattern?: string
+    /** DeviceScript program asset name [PROGRAM_ASSET], default `*.devs`; "" never updates the program. */
+    programAsset?: string
+    /** `stable` (releases/latest) or `prerelease` (newest by semver of the last 10) [OTA_CHANNEL]. */
+    channel?: Channel
+    /** Seconds between checks [CHECK_SECONDS], default 3600, at least 1; spread by +-10%. */
+    checkSeconds?: number
+    /** Seconds a new image has to reach the release API before it rolls back [SELFTEST_S], default 300. */
+    selfTestSeconds?: number
+    /**
+     * Image writes (232 bytes each) the updater may send per second [OTA_WRITE_RATE],
+     * default 40 of the VM's 50 packets per second. Every packet of the program goes
+     * through one throttle (5 at once, then one per 20 ms), so the rest is what the
+     * program's own packets get during an update: 40 leaves 10 packets/s and moves
+     * ~9.3 KB/s; 50 moves ~11.6 KB/s and the program's packets wait behind the writes.
+     */
+    writeRate?: number
+    /** The OTA updater service to use; default `new ds.OtaUpdater("ota[int:0]")`, the device's own. */
+    service?: ds.OtaUpdater
+}
+
+/**
+ * One status event, as printed on the console (`ota-status {...}`): `event` is
+ * `up-to-date`, `committed`, `resumed`, `confirmed`, `rate-limited`, `self-test-failed`
+ * or `error` (with `error`, a message), plus `progress` ({ to, done, total } in bytes,
+ * every 2 s of a download; not printed as a status line).
+ */
+export interface OtaEvent {
+    event: string
+    /** `error`, `rate-limited`: what went wrong, naming the setting to fix where there is one */
+    error?: string
+    /** `progress`: bytes written so far and of the whole asset */
+    done?: number
+    total?: number
+    [field: string]: any
+}
+
+/** The handle startOta() returns. */
+export class OtaUpdate {
+    /** The last status event; subscribe to see each one. Starts as `{ event: "starting" }`. */
+    readonly status = ds.clientRegister<OtaEvent>({ event: "starting" })
+    /** True while an image is downloaded and written (what an application may want to slow down for). */
+    readonly busy = ds.clientRegister<boolean>(false)
+    /** The running program's own build version (`@version`, from the git tag at build time). */
+    readonly programVersion = ds._dcfgString("@version") || "(none)"
+    private wakeup = ds.emitter<boolean>()
+
+    /** Checks now instead of at the next scheduled time. */
+    checkNow() {
+        this.wakeup.emit(true)
+    }
+
+    /** @internal waits `ms` or until checkNow() */
+    async _sleep(ms: number) {
+        await ds.wait(this.wakeup, ms)
+    }
+}
+
+let started: OtaUpdate
+
+/**
+ * Starts checking the repository's releases in the background (its own fiber) and
+ * installs a newer firmware or program asset through the OTA updater service: the device
+ * reboots into new firmware, and a new program restarts the program. Call it once, at the
+ * start of the program; a second call returns the same handle. Errors (bad settings, the
+ * network, the API, a refused image) never throw here: they are `error` events, and the
+ * check is retried (backoff for transient failures, the next scheduled check for 4xx).
+ */
+export function startOta(options?: OtaOptions): OtaUpdate {
+    if (started) return started
+    started = new OtaUpdate()
+    runLoop.start(started, options || {})
+    return started
+}
+
+async function str(given: string, key: string, def: string) {
+    if (given !== undefined && given !== null) return given + ""
+    return (await readSetting<string>(key, def)) + ""
+}
+
+async function num(given: number, key: string, def: number) {
+    if (given !== undefined && given !== null) return +given
+    return +(await readSetting(key, def))
+}
+
+async function loadConfig(o: OtaOptions): Promise<GithubConfig> {
+    const channel = await str(o.channel, "OTA_CHANNEL", "stable")
+    if (channel !== "stable" && channel !== "prerelease")
+        throw new Error(`setting OTA_CHANNEL must be 'stable' or 'prerelease', not '${channel}'`)
+    const cfg: GithubConfig = {
+        api: await str(o.api, "GITHUB_API", "https://api.github.com"),
+        owner: await str(o.owner, "GITHUB_OWNER", ""),
+        repo: await str(o.repo, "GITHUB_REPO", ""),
+        token: await str(o.token, "GITHUB_TOKEN", ""),
+        assetPattern: await str(o.assetPattern, "ASSET_PATTERN", "*.bin"),
+        programPattern: await str(o.programAsset, "PROGRAM_ASSET", "*.devs"),
+        channel: channel as Channel,
+    }
+    if (!cfg.owner || !cfg.repo) throw new Error("settings GITHUB_OWNER and GITHUB_REPO are required")
+    return cfg
+}
+
+// "<key hash> <etag> <tag>": none of them holds a space (RFC 9110 entity-tag, git refs),
+// and at most ~180 bytes, well within a settings packet
+async function loadEtag(): Promise<SavedEtag> {
+    const parts = (await str(undefined, ETAG_KEY, "")).split(" ")
+    return parts.length === 3 ? { key: parts[0], etag: parts[1], tag: parts[2] } : null
+}
+
+async function saveEtag(s: SavedEtag) {
+    await writeSetting(ETAG_KEY, s ? `${s.key} ${s.etag} ${s.tag}` : "")
+}
+
+function jittered(ms: number) {
+    return Math.round(ms * (1 - JITTER + 2 * JITTER * Math.random()))
+}
+
+// Heap probe (benchmark only): holds this many bytes of the 64 KB heap for the
+// program's life, so the largest ballast that still passes measures the headroom.
+let ballast: Buffer
+
+async function runLoop(handle: OtaUpdate, o: OtaOptions) {
+    statusListener.fn = (fields: OtaEvent) => {
+        if (fields.event === "progress") handle.busy.emit(fields.done < fields.total)
+        else if (fields.event !== "resumed") handle.busy.emit(false)
+        handle.status.emit(fields)
+    }
+    const probe = +(await readSetting("HEAP_BALLAST", 0))
+    if (probe > 0) ballast = Buffer.alloc(probe)
+    let cfg: GithubConfig
+    try {
+        cfg = await loadConfig(o)
+    } catch (e) {
+        status("error", { error: (e as Error).message })
+        return
+    }
+    const interval = Math.max(await num(o.checkSeconds, "CHECK_SECONDS", 3600), MIN_INTERVAL_S) * 1000
+    const selfTest = Math.max(await num(o.selfTestSeconds, "SELFTEST_S", 300), 1) * 1000
+    writePolicy.rate = Math.max(await num(o.writeRate, "OTA_WRITE_RATE", DEFAULT_WRITE_RATE), 1)
+    // HTTP deadlines in ms (connect, whole response head, silence while reading)
+    DEFAULT_TIMEOUTS.connect = +(await readSetting("HTTP_CONN_MS", DEFAULT_TIMEOUTS.connect))
+    DEFAULT_TIMEOUTS.head = +(await readSetting("HTTP_HEAD_MS", DEFAULT_TIMEOUTS.head))
+    DEFAULT_TIMEOUTS.idle = +(await readSetting("HTTP_IDLE_MS", DEFAULT_TIMEOUTS.idle))
+    DEFAULT_TIMEOUTS.total = +(await readSetting("HTTP_TOTAL_MS", DEFAULT_TIMEOUTS.total))
+    // "int:0" binds to the native server inside this device's runtime.
+    const ota = new OtaClient(o.service || new ds.OtaUpdater("ota[int:0]"))
+    const updater = new Updater(cfg, ota, handle.programVersion)
+    updater.releases.saved = await loadEtag()
+    updater.onSaved = saveEtag
+
+    // A new image must reach the release API within the self-test window, or it
+    // rolls itself back (esp_ota_mark_app_invalid_rollback_and_reboot).
+    const running = await ota.status()
+    if (running.pendingVerify) {
+        console.log(`ota: ${running.version} pending verify: ${selfTest / 1000} s to reach the release API`)
+        setTimeout(async () => {
+            if (!(await ota.status()).pendingVerify) return
+            status("self-test-failed", { version: running.version, seconds: selfTest / 1000 })
+            await ota.reject()
+        }, selfTest)
+    }
+
+    console.log(
+        `ota: firmware ${running.version}, program ${handle.programVersion}, watching ${cfg.owner}/${cfg.repo} (${cfg.channel}) every ${interval / 1000} s`
+    )
+    // Transient failures (network, 5xx) retry sooner, backing off up to the interval;
+    // a pending image retries within its self-test window.
+    const backoff = new Backoff(running.pendingVerify ? 2000 : 30000, running.pendingVerify ? 15000 : interval)
+    for (;;) {
+        let wait = jittered(interval)
+        try {
+            const rebooting = await updater.check()
+            await closeIdle()
+            if (rebooting) return // into the new image
+            backoff.reset()
+        } catch (e) {
+            await closeIdle()
+            const ge = e as GithubError
+            if (e instanceof GithubError && ge.isRateLimit()) {
+                wait = ge.retryAfter * 1000 + jittered(1000)
+                status("rate-limited", { error: ge.message, seconds: ge.retryAfter })
+            } else {
+                status("error", { error: (e as Error).message })
+                const final =
+                    e instanceof ReleaseError ||
+                    (e instanceof GithubError && ge.status >= 400 && ge.status < 500 && ge.status !== 429)
+                if (!final) wait = Math.min(wait, backoff.next())
+            }
+        }
+        await handle._sleep(wait)
+    }
+}
