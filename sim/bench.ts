@@ -7,7 +7,11 @@
 //      / time between the first and the last write arriving (lost packets count against it)
 //   2. per size (BENCH_SIZES_KB, default 64,512,1536): a clean update, one with 5 storage
 //      drops, one with a storage host that ignores Range and drops once at 15%
-//   3. memory: the largest update in the 64 KB heap, a release of 100 assets with 1 MB of
+//   3. application latency: the example application (src/main.ts) blinks its status light
+//      every 100 ms and prints how late each blink left the VM, idle and during an update
+//      (its own `app-latency` lines); a 256 KB update, then 30 s idle after the reboot, at
+//      the default write rate and at others (OTA_WRITE_HZ), to show the trade-off
+//   4. memory: the largest update in the 64 KB heap, a release of 100 assets with 1 MB of
 //      notes checked twice (stable and prerelease channels), and a heap headroom probe
 //      (HEAP_BALLAST, binary search to 512 B)
 //
@@ -24,8 +28,8 @@ import type { FaultPlan, ReleaseServer } from "../tools/release-server"
 import { SimDevice, DeviceStatus } from "./device-sim"
 import { OtaUpdaterServer } from "./ota-server"
 import { buildProgram, ROOT } from "./program"
-import { Rig } from "./rig"
-import { createFlash, RunResult } from "./run-once"
+import { OWNER, Rig, TOKEN } from "./rig"
+import { createFlash, deviceSettings, RunResult } from "./run-once"
 
 const KB = 1024
 const WRITE_BYTES = OtaUpdaterLimits.WriteBytes
@@ -382,6 +386,82 @@ function describe(r: RunResult, statuses?: number[]) {
     return `${r.result}${r.error ? `: ${r.error}` : ""}${statuses ? ` (API ${statuses.join(",")})` : ""}`
 }
 
+/** One `app-latency` line of src/main.ts: lateness of the status light's blinks, in ms. */
+interface Lateness {
+    phase: string
+    blinks: number
+    median: number
+    p99: number
+    max: number
+}
+
+interface LatencyRun {
+    rate: string // OTA_WRITE_HZ as set, "default" when unset
+    writesPerSecond?: number // as the program reports it ("image writes at most N/s")
+    update?: Lateness // since power-on, the last line of the first boot
+    idle?: Lateness // the second boot (new image, up to date), LATENCY_IDLE_S in
+    flashSeconds: number
+    why?: string
+}
+
+const LATENCY_KB = 256
+const LATENCY_IDLE_S = 30
+
+/**
+ * A LATENCY_KB update with the example application running, then LATENCY_IDLE_S of idle
+ * life in the new image; `rate` sets OTA_WRITE_HZ (undefined: the library's default).
+ */
+export async function appLatency(rig: Rig, rate?: number): Promise<LatencyRun> {
+    const repo = `latency-${rate ?? "default"}`
+    rig.publish(repo, "v1.1.0", [{ name: ASSET, data: image(LATENCY_KB, 77) }])
+    const flashFile = join(rig.dir, `${repo}.flash`)
+    createFlash(flashFile, "1.0.0")
+    const settings: Record<string, string | number> = {
+        ...deviceSettings({ api: rig.server.apiUrl, owner: OWNER, repo, token: TOKEN, assetPattern: "*-esp32s3.bin", checkSeconds: 3600 }),
+    }
+    if (rate !== undefined) settings.OTA_WRITE_HZ = rate
+    const run: LatencyRun = { rate: rate === undefined ? "default" : String(rate), flashSeconds: NaN }
+    let idleFrom = 0
+    let done: () => void
+    const finished = new Promise<void>(r => (done = r))
+    const device = new SimDevice({
+        flashFile,
+        bytecode: rig.bytecode,
+        settings,
+        log: line => {
+            const w = /image writes at most ([\d.]+)\/s/.exec(line)
+            if (w) run.writesPerSecond = +w[1]
+            if (!line.startsWith("app-latency ")) return
+            const l = JSON.parse(line.slice("app-latency ".length)) as Lateness
+            if (device.boots === 1 && l.phase === "update") run.update = l
+            if (device.boots === 2 && l.phase === "idle" && idleFrom && performance.now() - idleFrom >= LATENCY_IDLE_S * 1000) {
+                run.idle = l
+                done()
+            }
+        },
+    })
+    device.on("status", (st: DeviceStatus) => {
+        if (st.event === "committed") run.flashSeconds = st.seconds
+    })
+    device.on("program-start", (_n: number, boot: number) => {
+        if (boot === 2 && !idleFrom) idleFrom = performance.now()
+    })
+    device.on("panic", (p: { name: string }) => {
+        run.why = `vm panic (${p.name})`
+        done()
+    })
+    const timer = setTimeout(() => {
+        run.why = "no idle report within 10 min"
+        done()
+    }, 600_000)
+    await device.start()
+    await finished
+    clearTimeout(timer)
+    await device.stop()
+    if (!run.why && !run.update) run.why = "no app-latency line during the update"
+    return run
+}
+
 /** A 64 KB update with 5 drops under a ballast; passes when it ends on the new image with no panic. */
 async function ballastUpdate(rig: Rig, ballast: number): Promise<{ ok: boolean; why: string }> {
     const repo = `h${++repoSerial}`
@@ -517,6 +597,14 @@ async function main() {
         const notes = notesLine.repeat(Math.ceil((1024 * KB) / Buffer.byteLength(notesLine)))
         const notesMB = fmt(Buffer.byteLength(notes) / KB / KB, 2)
         const checks: Record<string, CheckRun> = {}
+        const latency: LatencyRun[] = []
+        for (const rate of [undefined, 50, 25]) {
+            say(`application latency: ${LATENCY_KB} KB update, then ${LATENCY_IDLE_S} s idle, OTA_WRITE_HZ ${rate ?? "default"}`)
+            const l = await appLatency(rigs[0], rate)
+            if (l.why) failed(`application latency (OTA_WRITE_HZ ${l.rate}): ${l.why}`)
+            latency.push(l)
+        }
+
         for (const channel of ["stable", "prerelease"] as const) {
             say(`memory: 100 assets and ${notesMB} MB of notes, ${channel}, checked twice`)
             const c = (checks[channel] = await bigCheck(rigs[0], notes, channel))
@@ -582,8 +670,23 @@ async function main() {
                 `fetched/image: storage body bytes the release server wrote to its sockets (server sent), and the program's own ` +
                 `\`fetched\` count (device read), over the image size. Runs: ${parallelNote}.`,
             "",
-            "Memory (64 KB VM heap):",
         ]
+        const lat = (l?: Lateness) => (l ? `${l.median} | ${l.p99} | ${l.max} | ${l.blinks}` : "– | – | – | –")
+        out.push(
+            `Application latency: the example application (src/main.ts) blinks its status light every 100 ms; how late each ` +
+                `blink left the VM, in ms (its own \`app-latency\` lines; 255 means 255 or more), while a ${LATENCY_KB} KB update ` +
+                `downloads and in the first ${LATENCY_IDLE_S} s of the new image (idle: up to date, one check at start):`,
+            "",
+            "| OTA_WRITE_HZ | update KB/s | during update: median | p99 | max | blinks | idle: median | p99 | max | blinks |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            ...latency.map(
+                l =>
+                    `| ${l.writesPerSecond ?? "?"}${l.rate === "default" ? " (default)" : ""} | ${fmt(LATENCY_KB / l.flashSeconds, 2)} | ${lat(l.update)} | ${lat(l.idle)} |` +
+                    (l.why ? ` **FAILED**: ${l.why}` : ""),
+            ),
+            "",
+            "Memory (64 KB VM heap):",
+        )
         const bigClean = clean.get(largest)
         out.push(
             bigClean
@@ -661,8 +764,8 @@ function programName(entry: string) {
     if (entry !== "sim/fixtures/main.tsx") return entry
     try {
         const git = (...args: string[]) => execFileSync("git", args, { cwd: ROOT, encoding: "utf8" }).trim()
-        const dirty = git("status", "--porcelain", "--", "src") !== ""
-        return `src/main.ts at ${git("rev-parse", "--short", "HEAD")}${dirty ? " with uncommitted changes in src/" : ""}`
+        const dirty = git("status", "--porcelain", "--", "src", "packages") !== ""
+        return `src/main.ts at ${git("rev-parse", "--short", "HEAD")}${dirty ? " with uncommitted changes in src/ or packages/" : ""}`
     } catch {
         return "src/main.ts"
     }
@@ -672,10 +775,11 @@ function sizeName(kb: number) {
     return kb >= 1024 ? `${+(kb / 1024).toFixed(2)} MB` : `${kb} KB`
 }
 
-main().then(
-    () => process.exit(0),
-    e => {
-        console.error(e instanceof BenchFailure ? `bench: FAILED: ${e.message}` : e)
-        process.exit(1)
-    },
-)
+if (require.main === module)
+    main().then(
+        () => process.exit(0),
+        e => {
+            console.error(e instanceof BenchFailure ? `bench: FAILED: ${e.message}` : e)
+            process.exit(1)
+        },
+    )

@@ -30,6 +30,7 @@ import {
     SRV_SETTINGS,
     createProxyBridge,
     JDBridge,
+    Transport,
 } from "jacdac-ts"
 import { EventEmitter } from "node:events"
 import { readFileSync } from "node:fs"
@@ -48,7 +49,8 @@ const SETTINGS_WAIT_MS = 10000
 
 export interface SimDeviceOptions {
     flashFile: string
-    bytecode: Buffer
+    /** The program to deploy (see `deploy`); undefined: never deploy, wait for one over the bus (devtools). */
+    bytecode?: Buffer
     settings: Record<string, string | number>
     /** Every line the program prints (console.log), and VM messages when verbose. */
     log?: (line: string) => void
@@ -59,6 +61,8 @@ export interface SimDeviceOptions {
      * deployed only to a blank program store, and a flash file keeps what it has.
      */
     deploy?: boolean
+    /** Transports of the device's Jacdac bus, e.g. a devtools TCP connection (default none: a private bus). */
+    transports?: Transport[]
 }
 
 /** A panic of the VM program; the runtime restarts the program ~5.24 s later. */
@@ -89,6 +93,8 @@ export function loadServiceSpecs(): jdspec.ServiceSpec[] {
  */
 export class SimDevice extends EventEmitter {
     readonly bus: JDBus
+    /** The VM's Jacdac device identifier (the device with the DeviceScript manager). */
+    readonly vmDeviceId = VM_DEVICE_ID
     boots = 0
     panics = 0 // program panics since power-on (all boots)
     programStarts = 0 // times the VM started the program since power-on
@@ -102,7 +108,7 @@ export class SimDevice extends EventEmitter {
 
     constructor(readonly options: SimDeviceOptions) {
         super()
-        this.bus = new JDBus([], { services: loadServiceSpecs(), disableRoleManager: true })
+        this.bus = new JDBus(options.transports ?? [], { services: loadServiceSpecs(), disableRoleManager: true })
     }
 
     /** Powers the device on: boots the flash and starts the program. */
@@ -153,7 +159,7 @@ export class SimDevice extends EventEmitter {
         this.emit("boot", this.boots, this.server)
 
         const blank = flash.read(store.offset, store.size).every(b => b === 0xff)
-        const firstPowerOn = blank || (!!this.options.deploy && this.boots === 1)
+        const firstPowerOn = !!this.options.bytecode && (blank || (!!this.options.deploy && this.boots === 1))
         const vm = await createVm()
         // the power may have been cut (or the device stopped) while the VM was made
         if (this.server !== server || this.stopped) return
@@ -177,7 +183,7 @@ export class SimDevice extends EventEmitter {
         if (firstPowerOn) {
             await this.deploySettings()
             if (this.vm !== vm) return // power cut while the settings went in
-            const r = vm.devsDeploy(this.options.bytecode)
+            const r = vm.devsDeploy(this.options.bytecode!)
             if (r) throw new Error(`deploy failed: ${r}`)
         }
     }

@@ -3,8 +3,9 @@
 // (repository, token, ...) come from .env.defaults and .env.local; see README.md.
 //
 // It also measures what an update costs it: how late each blink leaves the VM (the
-// light's packet waits in the same packet throttle as the update's writes), kept apart
-// for idle time and for time with an update running, and printed every 10 s as
+// light's packet waits in the same packet throttle as the update's writes, and its timer
+// behind the update's fibers), kept apart for idle time and for time with an update
+// running, since the start, printed every 10 s as
 // `app-latency {"phase":"idle"|"update","blinks":N,"median":ms,"p99":ms,"max":ms}`.
 import * as ds from "@devicescript/core"
 import { startOta } from "devicescript-github-ota"
@@ -19,8 +20,13 @@ class Lateness {
     max = 0
 
     add(ms: number) {
+        if (this.blinks === 0xffff) {
+            // (u16 counts: start again)
+            for (let b = 0; b < 256; b++) this.counts.setAt(b * 2, "u16", 0)
+            this.blinks = this.max = 0
+        }
         const i = Math.min(Math.max(Math.round(ms), 0), 255)
-        this.counts.setAt(i * 2, "u16", Math.min(this.counts.getAt(i * 2, "u16") + 1, 0xffff))
+        this.counts.setAt(i * 2, "u16", this.counts.getAt(i * 2, "u16") + 1)
         this.blinks++
         if (ms > this.max) this.max = Math.round(ms)
     }
@@ -40,8 +46,6 @@ class Lateness {
         if (!this.blinks) return
         const line = { phase, blinks: this.blinks, median: this.quantile(0.5), p99: this.quantile(0.99), max: this.max }
         console.log(`app-latency ${JSON.stringify(line)}`)
-        for (let i = 0; i < 256; i++) this.counts.setAt(i * 2, "u16", 0)
-        this.blinks = this.max = 0
     }
 }
 
@@ -51,8 +55,13 @@ ota.status.subscribe(s => {
 })
 
 const light = new ds.LightBulb()
+await light.intensity.write(0) // (waits until the light is bound)
 const idle = new Lateness()
 const update = new Lateness()
+// the end of an update (commit, or a failure) reports it before a reboot can lose it
+ota.busy.subscribe(busy => {
+    if (!busy) update.report("update")
+})
 let on = false
 let due = ds.millis()
 let nextReport = due + REPORT_MS

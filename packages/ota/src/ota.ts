@@ -39,7 +39,7 @@ export interface OtaOptions {
     /** Seconds a new image has to reach the release API before it rolls back [SELFTEST_S], default 300. */
     selfTestSeconds?: number
     /**
-     * Image writes (232 bytes each) the updater may send per second [OTA_WRITE_RATE],
+     * Image writes (232 bytes each) the updater may send per second [OTA_WRITE_HZ],
      * default 40 of the VM's 50 packets per second. Every packet of the program goes
      * through one throttle (5 at once, then one per 20 ms), so the rest is what the
      * program's own packets get during an update: 40 leaves 10 packets/s and moves
@@ -167,7 +167,7 @@ async function runLoop(handle: OtaUpdate, o: OtaOptions) {
     }
     const interval = Math.max(await num(o.checkSeconds, "CHECK_SECONDS", 3600), MIN_INTERVAL_S) * 1000
     const selfTest = Math.max(await num(o.selfTestSeconds, "SELFTEST_S", 300), 1) * 1000
-    writePolicy.rate = Math.max(await num(o.writeRate, "OTA_WRITE_RATE", DEFAULT_WRITE_RATE), 1)
+    writePolicy.rate = Math.max(await num(o.writeRate, "OTA_WRITE_HZ", DEFAULT_WRITE_RATE), 1)
     // HTTP deadlines in ms (connect, whole response head, silence while reading)
     DEFAULT_TIMEOUTS.connect = +(await readSetting("HTTP_CONN_MS", DEFAULT_TIMEOUTS.connect))
     DEFAULT_TIMEOUTS.head = +(await readSetting("HTTP_HEAD_MS", DEFAULT_TIMEOUTS.head))
@@ -192,7 +192,7 @@ async function runLoop(handle: OtaUpdate, o: OtaOptions) {
     }
 
     console.log(
-        `ota: firmware ${running.version}, program ${handle.programVersion}, watching ${cfg.owner}/${cfg.repo} (${cfg.channel}) every ${interval / 1000} s`
+        `ota: firmware ${running.version}, program ${handle.programVersion}, watching ${cfg.owner}/${cfg.repo} (${cfg.channel}) every ${interval / 1000} s, image writes at most ${writePolicy.rate}/s`
     )
     // Transient failures (network, 5xx) retry sooner, backing off up to the interval;
     // a pending image retries within its self-test window.
