@@ -30,6 +30,8 @@ function hexToBuffer(hex: string) {
 // The OTA service copies a checked program into the program store about 100 ms after
 // commit's report, and the runtime restarts the program: this one does not live long.
 const PROGRAM_RESTART_WAIT_MS = 15000
+// From commit's report to the reboot into new firmware.
+const REBOOT_GRACE_MS = 1000
 
 /** `running` is older than `tag`; a version that is not semver (a local build) is older than any tag. */
 function olderThan(running: string, tag: string) {
@@ -167,6 +169,10 @@ export class Updater {
             retries: st.retries,
             rangeIgnored: st.rangeIgnored,
         })
-        if (!program) await this.ota.reboot()
+        if (program) return
+        // Let the status line reach the console (devtools, VS Code) and dashboards see
+        // `ready` before the device resets.
+        await ds.sleep(REBOOT_GRACE_MS)
+        await this.ota.reboot()
     }
 }
