@@ -27,13 +27,13 @@ import { OtaUpdaterCmd, OtaUpdaterLimits } from "../.devicescript/ts/constants"
 import type { FaultPlan, ReleaseServer } from "../tools/release-server"
 import { SimDevice, DeviceStatus } from "./device-sim"
 import { OtaUpdaterServer } from "./ota-server"
-import { buildProgram, ROOT } from "./program"
+import { buildProgram, deviceConstant, ROOT } from "./program"
 import { OWNER, Rig, TOKEN } from "./rig"
 import { createFlash, deviceSettings, RunResult } from "./run-once"
 
 const KB = 1024
 const WRITE_BYTES = OtaUpdaterLimits.WriteBytes
-const CHUNK_BYTES = 8192 // src/download.ts
+const CHUNK_BYTES = deviceConstant("download.ts", "CHUNK_BYTES")
 const CMD_WRITE = OtaUpdaterCmd.Write
 const HEAP_BYTES = 64 * KB // the VM's heap
 const PROBE_STEP = 512

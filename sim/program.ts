@@ -112,3 +112,15 @@ export function readEnvSettings(dir = ROOT): Record<string, string | number> {
     const read = (f: string) => (existsSync(join(dir, f)) ? parseEnv(readFileSync(join(dir, f), "utf8")) : {})
     return { ...read(".env.defaults"), ...read(".env.local") }
 }
+
+/**
+ * A numeric `export const NAME = <number>` of the library's device code
+ * (packages/ota/src/FILE), read from its source, so that host tests and the bench use
+ * the device's own value: e.g. deviceConstant("download.ts", "CHUNK_BYTES").
+ */
+export function deviceConstant(file: string, name: string): number {
+    const src = readFileSync(join(ROOT, "packages", "ota", "src", file), "utf8")
+    const m = new RegExp(`^export const ${name} = (\\d+)\\b`, "m").exec(src)
+    if (!m) throw new Error(`packages/ota/src/${file} has no 'export const ${name} = <number>'`)
+    return +m[1]
+}

@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { startReleaseServer, writeRelease, ReleaseServer, FaultPlan } from "../tools/release-server"
 import { buildAppImage, CHIP_IDS } from "../tools/esp-image"
 import { SimDevice } from "../sim/device-sim"
-import { buildProgram } from "../sim/program"
+import { buildProgram, deviceConstant } from "../sim/program"
 import { createFlash, bootedImage, deviceSettings, runOnce, RunResult } from "../sim/run-once"
 import { SimFlash } from "../sim/flash"
 
@@ -103,7 +103,7 @@ describe("end to end on the DeviceScript VM", function () {
         assert.deepEqual(flash.read(slot.offset, image.length), image)
 
         const storage = server.requests.filter(q => q.origin === "storage")
-        assert.ok(storage.length >= Math.ceil(image.length / 8192), "downloaded in Range chunks")
+        assert.ok(storage.length >= Math.ceil(image.length / deviceConstant("download.ts", "CHUNK_BYTES")), "downloaded in Range chunks")
         assert.ok(storage.every(q => q.status === 206 && /^bytes=\d+-\d+$/.test(String(q.headers.range))))
         const api = server.requests.filter(q => q.origin === "api")
         assert.ok(api.some(q => q.status === 302), "asset URL answered with a redirect")

@@ -9,9 +9,11 @@ import { buildAppImage } from "../tools/esp-image"
 import type { FaultPlan } from "../tools/release-server"
 import { Rig, RigRun, RunOptions, Outcome } from "../sim/rig"
 import type { DeviceStatus } from "../sim/device-sim"
+import { deviceConstant } from "../sim/program"
 
-// the device program's writer ring (src/otaclient.ts RING_BYTES)
-const RING_BYTES = 8192 + 5 * OtaUpdaterLimits.WriteBytes // src/otaclient.ts RING_BYTES
+// the device program's Range chunk and writer ring (packages/ota/src: download.ts, otaclient.ts)
+const CHUNK_BYTES = deviceConstant("download.ts", "CHUNK_BYTES")
+const RING_BYTES = CHUNK_BYTES + 5 * OtaUpdaterLimits.WriteBytes
 
 const FAST = { HTTP_IDLE_MS: 1500, HTTP_HEAD_MS: 3000, HTTP_CONN_MS: 3000 }
 
@@ -94,7 +96,7 @@ describe("faults on the DeviceScript VM", function () {
         // Without receive backpressure in the VM (see README) a request can only keep one
         // chunk of a 200: each request reads the body from 0 to the end of its chunk, so
         // at most (chunks + 1) requests of at most the whole image, never one per 232 B.
-        const chunks = Math.ceil(img.length / 8192)
+        const chunks = Math.ceil(img.length / CHUNK_BYTES)
         assert.ok(x.committed!.fetched <= (chunks + 1) * img.length, `fetched ${x.committed!.fetched}`)
         assert.ok(x.committed!.requests <= chunks + 2, `requests ${x.committed!.requests}`)
     })
@@ -266,7 +268,7 @@ describe("faults on the DeviceScript VM", function () {
         const img = image(40, 35)
         const x = await update({ ignoreRange: true }, img)
         assertUpdated(x)
-        const chunks = Math.ceil(img.length / 8192)
+        const chunks = Math.ceil(img.length / CHUNK_BYTES)
         assert.ok(x.committed!.requests <= chunks + 1, `requests ${x.committed!.requests}`)
     })
 
@@ -379,7 +381,7 @@ describe("power loss and self-test on the DeviceScript VM", function () {
         // what was in flash before the cut is not fetched again: only what was in RAM
         // (the Range chunk under way, the writer's ring) and the partial sector is
         const fetched = t.rig.server.stats.bodyBytes.storage
-        assert.ok(fetched <= img.length + 8192 + RING_BYTES + 4096, `fetched ${fetched} for ${img.length}`)
+        assert.ok(fetched <= img.length + CHUNK_BYTES + RING_BYTES + 4096, `fetched ${fetched} for ${img.length}`)
         // the ETag survived the power cut: the first check after it was answered 304
         const api = t.rig.server.requests.filter(q => q.origin === "api" && /releases\/latest$/.test(q.url))
         assert.equal(api[1].status, 304)

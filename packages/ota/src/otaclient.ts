@@ -3,6 +3,7 @@
 // pipelined in a small window with the report's next_offset as the acknowledgement.
 import * as ds from "@devicescript/core"
 import { OTA_ERROR_NAMES } from "./protocol.g"
+import { CHUNK_BYTES } from "./download"
 
 export const WRITE_BYTES = ds.OtaUpdaterLimits.WriteBytes // 236-byte packet payload minus the u32 offset
 const WINDOW = 4 // writes in flight; more only queues in the VM's packet throttle
@@ -159,7 +160,7 @@ export class OtaClient {
  * writes, so that a response is taken off the socket at once even when the storage
  * host ignores Range and keeps sending.
  */
-export const RING_BYTES = 8192 + (WINDOW + 1) * WRITE_BYTES
+export const RING_BYTES = CHUNK_BYTES + (WINDOW + 1) * WRITE_BYTES
 /**
  * Pace of image writes: at most `rate` writes per second (startOta's writeRate). The VM
  * sends every packet of the program through one throttle of 50 packets/s, so writes at
