@@ -12,7 +12,7 @@
 // keeps what its flash holds and waits for a deploy from VS Code). Deploy again at any
 // time from VS Code; a program and its settings stay in the flash file, as on a board.
 import { existsSync, mkdirSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
+import { connect, createServer } from "node:net"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
 import { createNodeSocketTransport, JDBus, SRV_DEVICE_SCRIPT_MANAGER } from "jacdac-ts"
@@ -65,7 +65,7 @@ export async function waitForListener(port: number, timeoutMs = Infinity) {
     const deadline = Date.now() + timeoutMs
     for (;;) {
         const ok = await new Promise<boolean>(resolve => {
-            const s = require("node:net").connect(port, "127.0.0.1")
+            const s = connect(port, "127.0.0.1")
             s.once("connect", () => (s.destroy(), resolve(true)))
             s.once("error", () => resolve(false))
         })
