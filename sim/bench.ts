@@ -241,7 +241,7 @@ function image(kb: number, seed: number) {
     return buildAppImage({ version: "1.1.0", payloadSize: kb * KB, seed })
 }
 
-/** Drops at these fractions of the image, moved off the 8 KB chunk boundaries. */
+/** Drops at these fractions of the image, moved off the chunk boundaries. */
 function dropsAt(size: number, fractions: number[]) {
     return fractions.map(f => {
         let at = Math.floor(size * f)
@@ -413,6 +413,7 @@ const LATENCY_IDLE_S = 30
  */
 export async function appLatency(rig: Rig, rate?: number): Promise<LatencyRun> {
     const repo = `latency-${rate ?? "default"}`
+    await rig.serve({}) // no fault plan left from an earlier run
     rig.publish(repo, "v1.1.0", [{ name: ASSET, data: image(LATENCY_KB, 77) }])
     const flashFile = join(rig.dir, `${repo}.flash`)
     createFlash(flashFile, "1.0.0")
@@ -644,7 +645,7 @@ async function main() {
                 if (u.rangeIgnored) notes.push("Range ignored seen by the device")
                 // a 200 covers every offset: the once-drop fires in the first response, and
                 // past 8 KB the device has closed that one already
-                if (u.kind === "range" && !u.retries) notes.push("the drop fired in the first response, after the 8 KB the device kept of it: no retry")
+                if (u.kind === "range" && !u.retries) notes.push(`the drop fired in the first response, after the ${CHUNK_BYTES / KB} KB the device kept of it: no retry`)
                 if (u.kb === largest && u.kind === "clean") notes.push("no out-of-memory in the 64 KB heap")
                 table.push(
                     `| ${name} | ${fmt(u.wall)} | ${fmt(u.flash)} | ${fmt(kbps(u.size, u.flash), 2)} | ${fmt(pct(u.size, u.flash))}% | ` +
