@@ -254,6 +254,17 @@ describe("faults on the DeviceScript VM", function () {
         assert.match(t.last.result.error, /HTTP 404 not found: check GITHUB_OWNER and GITHUB_REPO/)
     })
 
+    it("a setting that is not a number is an error naming it, and the flash is untouched", async () => {
+        await t.rig.serve({})
+        t.rig.publish("badnum", "v1.1.0", [{ name: "fw-esp32s3.bin", data: image(8, 29) }])
+        for (const [key, value] of [["OTA_WRITE_HZ", "fast"], ["CHECK_SECONDS", "hourly"], ["HTTP_IDLE_MS", "NaN"]]) {
+            t.last = await t.rig.run("badnum", "badnum.flash", { settings: { ...FAST, [key]: value } })
+            assert.equal(t.last.result.result, "error")
+            assert.equal(t.last.result.error, `setting ${key} must be a number, not '${value}'`)
+            assert.equal(t.rig.outcome(t.last.flashFile, image(8, 29)), "old")
+        }
+    })
+
     it("a tag that is not semver stops with a message", async () => {
         await t.rig.serve({})
         t.rig.publish("nightly", "nightly", [{ name: "fw-esp32s3.bin", data: image(8, 27) }])

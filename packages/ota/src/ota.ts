@@ -10,6 +10,9 @@ import { Backoff } from "./backoff"
 import { DEFAULT_TIMEOUTS, closeIdle } from "./http"
 
 const MIN_INTERVAL_S = 1
+const MAX_INTERVAL_S = 7 * 24 * 3600 // a week: longer intervals are this
+const MAX_WRITE_RATE = 50 // the VM's packet throttle (jdiface.c): more is the same
+const MAX_TIMEOUT_MS = 3600 * 1000
 const JITTER = 0.1 // checks are spread by +-10% of the interval
 const ETAG_KEY = "OTA_ETAG"
 /** Writes per second the updater sends by default: 40 of the VM's 50 (jdiface.c throttle). */
@@ -34,13 +37,13 @@ export interface OtaOptions {
     programAsset?: string
     /** `stable` (releases/latest) or `prerelease` (newest by semver of the last 10) [OTA_CHANNEL]. */
     channel?: Channel
-    /** Seconds between checks [CHECK_SECONDS], default 3600, at least 1; spread by +-10%. */
+    /** Seconds between checks [CHECK_SECONDS], default 3600, from 1 to a week; spread by +-10%. */
     checkSeconds?: number
     /** Seconds a new image has to reach the release API before it rolls back [SELFTEST_S], default 300. */
     selfTestSeconds?: number
     /**
-     * Image writes (232 bytes each) the updater may send per second [OTA_WRITE_HZ],
-     * default 40 of the VM's 50 packets per second. Every packet of the program goes
+     * Image writes (232 bytes each) the updater may send per second [OTA_WRITE_HZ], from 1
+     * to 50, default 40 of the VM's 50 packets per second. Every packet of the program goes
      * through one throttle (5 at once, then one per 20 ms), so the rest is what the
      * program's own packets get during an update: 40 leaves 10 packets/s and moves
      * ~9.1 KB/s; 50 moves ~11.3 KB/s and the program's packets wait behind the writes
@@ -94,9 +97,11 @@ let started: OtaUpdate
  * Starts checking the repository's releases in the background (its own fiber) and
  * installs a newer firmware or program asset through the OTA updater service: the device
  * reboots into new firmware, and a new program restarts the program. Call it once, at the
- * start of the program; a second call returns the same handle. Errors (bad settings, the
- * network, the API, a refused image) never throw here: they are `error` events, and the
- * check is retried (backoff for transient failures, the next scheduled check for 4xx).
+ * start of the program; a second call returns the same handle (its options are ignored).
+ * Errors never throw here: they are `error` events. A missing or malformed option or
+ * setting (no owner, a channel or number that cannot be read) is reported once and no
+ * check runs until the program is deployed again; the network, the API and refused
+ * images are retried (backoff for transient failures, the next scheduled check for 4xx).
  */
 export function startOta(options?: OtaOptions): OtaUpdate {
     if (started) return started
@@ -110,9 +115,13 @@ async function str(given: string, key: string, def: string) {
     return (await readSetting<string>(key, def)) + ""
 }
 
-async function num(given: number, key: string, def: number) {
-    if (given !== undefined && given !== null) return +given
-    return +(await readSetting(key, def))
+// A number option or setting, brought into [min, max]; one that is not a number is an
+// error that names the setting.
+async function num(given: number, key: string, def: number, min: number, max: number) {
+    const raw = given !== undefined && given !== null ? given : await readSetting(key, def)
+    const v = +raw
+    if (!(v > -1e15 && v < 1e15)) throw new Error(`setting ${key} must be a number, not '${raw}'`)
+    return Math.min(Math.max(v, min), max)
 }
 
 async function loadConfig(o: OtaOptions): Promise<GithubConfig> {
@@ -160,20 +169,22 @@ async function runLoop(handle: OtaUpdate, o: OtaOptions) {
     const probe = +(await readSetting("HEAP_BALLAST", 0))
     if (probe > 0) ballast = Buffer.alloc(probe)
     let cfg: GithubConfig
+    let interval: number
+    let selfTest: number
     try {
         cfg = await loadConfig(o)
+        interval = (await num(o.checkSeconds, "CHECK_SECONDS", 3600, MIN_INTERVAL_S, MAX_INTERVAL_S)) * 1000
+        selfTest = (await num(o.selfTestSeconds, "SELFTEST_S", 300, 1, MAX_INTERVAL_S)) * 1000
+        writePolicy.rate = await num(o.writeRate, "OTA_WRITE_HZ", DEFAULT_WRITE_RATE, 1, MAX_WRITE_RATE)
+        // HTTP deadlines in ms (connect, whole response head, silence while reading, whole answer)
+        DEFAULT_TIMEOUTS.connect = await num(undefined, "HTTP_CONN_MS", DEFAULT_TIMEOUTS.connect, 100, MAX_TIMEOUT_MS)
+        DEFAULT_TIMEOUTS.head = await num(undefined, "HTTP_HEAD_MS", DEFAULT_TIMEOUTS.head, 100, MAX_TIMEOUT_MS)
+        DEFAULT_TIMEOUTS.idle = await num(undefined, "HTTP_IDLE_MS", DEFAULT_TIMEOUTS.idle, 100, MAX_TIMEOUT_MS)
+        DEFAULT_TIMEOUTS.total = await num(undefined, "HTTP_TOTAL_MS", DEFAULT_TIMEOUTS.total, 100, MAX_TIMEOUT_MS)
     } catch (e) {
         status("error", { error: (e as Error).message })
         return
     }
-    const interval = Math.max(await num(o.checkSeconds, "CHECK_SECONDS", 3600), MIN_INTERVAL_S) * 1000
-    const selfTest = Math.max(await num(o.selfTestSeconds, "SELFTEST_S", 300), 1) * 1000
-    writePolicy.rate = Math.max(await num(o.writeRate, "OTA_WRITE_HZ", DEFAULT_WRITE_RATE), 1)
-    // HTTP deadlines in ms (connect, whole response head, silence while reading)
-    DEFAULT_TIMEOUTS.connect = +(await readSetting("HTTP_CONN_MS", DEFAULT_TIMEOUTS.connect))
-    DEFAULT_TIMEOUTS.head = +(await readSetting("HTTP_HEAD_MS", DEFAULT_TIMEOUTS.head))
-    DEFAULT_TIMEOUTS.idle = +(await readSetting("HTTP_IDLE_MS", DEFAULT_TIMEOUTS.idle))
-    DEFAULT_TIMEOUTS.total = +(await readSetting("HTTP_TOTAL_MS", DEFAULT_TIMEOUTS.total))
     // "int:0" binds to the native server inside this device's runtime.
     const ota = new OtaClient(o.service || new ds.OtaUpdater("ota[int:0]"))
     const updater = new Updater(cfg, ota, handle.programVersion)
