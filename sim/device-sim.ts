@@ -31,6 +31,7 @@ import {
     createProxyBridge,
     JDBridge,
     Transport,
+    JD_FRAME_FLAG_LOOPBACK,
 } from "jacdac-ts"
 import { EventEmitter } from "node:events"
 import { readFileSync } from "node:fs"
@@ -45,6 +46,11 @@ import { STATUS_PREFIX } from "../packages/ota/src/status"
 /** Label of the partition that holds the VM's flash: program and settings. */
 export const PROGRAM_STORE_LABEL = "fstor"
 const VM_DEVICE_ID = "5e6d0e0a7a5e0001"
+// The device of the simulated peripherals (OTA updater, status light): the same at every
+// boot, as a board's services keep their device.
+const PERIPHERALS_DEVICE_ID = "5e6d0e0a7a5e0002"
+// frame_flags is byte 3 of a Jacdac frame
+const FRAME_FLAGS_BYTE = 3
 const SETTINGS_WAIT_MS = 10000
 
 export interface SimDeviceOptions {
@@ -154,7 +160,7 @@ export class SimDevice extends EventEmitter {
         })
         this.server = server
         this.light = new StatusLightServer()
-        this.provider = new JDServerServiceProvider("esp32s3-ota", [this.server, this.light])
+        this.provider = new JDServerServiceProvider("esp32s3-ota", [this.server, this.light], { deviceId: PERIPHERALS_DEVICE_ID })
         this.bus.addServiceProvider(this.provider)
         this.emit("boot", this.boots, this.server)
 
@@ -172,7 +178,11 @@ export class SimDevice extends EventEmitter {
         vm.flashSave = data => this.vm === vm && saveChangedSectors(flash, store.offset, data)
         // Both directions are deferred: the VM drops frames that arrive while it runs.
         this.bridge = createProxyBridge(frame => setImmediate(() => vm.handlePacket(frame)))
-        vm.sendPacket = frame => setImmediate(() => this.bridge?.receiveFrameOrPacket(frame))
+        vm.sendPacket = frame => {
+            // (the VM's frames to itself stay in the VM, as on the chip)
+            if (frame[FRAME_FLAGS_BYTE] & JD_FRAME_FLAG_LOOPBACK) return
+            setImmediate(() => this.bridge?.receiveFrameOrPacket(frame))
+        }
         this.bridge.bus = this.bus
         vm.devsSetDeviceId(VM_DEVICE_ID)
         vm.devsStart()

@@ -20,7 +20,7 @@ import WebSocket from "ws"
 import { startReleaseServer, writeRelease, ReleaseServer } from "../tools/release-server"
 import { buildAppImage } from "../tools/esp-image"
 import { SimDevice } from "./device-sim"
-import { ROOT } from "./program"
+import { readEnvSettings, ROOT } from "./program"
 import { createFlash } from "./run-once"
 
 /** Where devtools serves its Jacdac bus over TCP and WebSocket (fixed by the CLI, cli/src/devtools.ts). */
@@ -33,13 +33,15 @@ export const SIM_REPO = "demo-firmware"
 const STATE_DIR = join(ROOT, ".devicescript", "sim")
 const DEPLOY_ATTEMPTS = 3
 
-const USAGE = `usage: npm run sim -- [--flash FILE] [--reset] [--no-deploy] [--image-kb N] [--api-port N] [--devtools-port N] [--verbose]
+const USAGE = `usage: npm run sim -- [--flash FILE] [--reset] [--no-deploy] [--image-kb N] [--api-port N] [--devtools-port N] [--verbose] [--help]
   --flash FILE      the device's flash (default .devicescript/sim/esp32s3.flash, kept between runs)
   --reset           start again from a new flash with v1.0.0 in ota_0 and no program
   --no-deploy       do not ask devtools to deploy src/main.ts: wait for a deploy from VS Code
   --image-kb N      size of the v1.1.0 image the emulator serves (default 128)
-  --api-port N      the emulator's API port (default ${SIM_API_PORT}; storage on N+1), as GITHUB_API
-  --devtools-port N devtools' TCP port (default ${DEVTOOLS_TCP_PORT})`
+  --api-port N      the emulator's API port (default ${SIM_API_PORT}; storage on N+1); the program finds
+                    it through GITHUB_API in .env.defaults / .env.local, so change that too
+  --devtools-port N devtools' TCP port (default ${DEVTOOLS_TCP_PORT})
+  --verbose         also print the VM's own messages (dmesg)`
 
 export interface SimOptions {
     flashFile: string
@@ -157,6 +159,9 @@ export async function startSim(o: SimOptions): Promise<Sim> {
     const devtoolsPort = o.devtoolsPort ?? DEVTOOLS_TCP_PORT
     const releases = await startReleases(o.apiPort ?? SIM_API_PORT, o.imageKb ?? 128)
     log(`sim: release server ${releases.apiUrl} (storage ${releases.storageUrl}): ${SIM_OWNER}/${SIM_REPO} v1.1.0`)
+    const api = readEnvSettings().GITHUB_API
+    if (o.deploy !== false && api !== releases.apiUrl)
+        log(`sim: warning: GITHUB_API in .env.defaults/.env.local is ${api}, not this emulator: the program will not find v1.1.0 (set GITHUB_API=${releases.apiUrl} in .env.local)`)
     if (o.reset || !existsSync(o.flashFile)) {
         mkdirSync(join(o.flashFile, ".."), { recursive: true })
         rmSync(o.flashFile, { force: true })
@@ -217,11 +222,16 @@ async function main() {
                 "api-port": { type: "string", default: String(SIM_API_PORT) },
                 "devtools-port": { type: "string", default: String(DEVTOOLS_TCP_PORT) },
                 verbose: { type: "boolean", default: false },
+                help: { type: "boolean", default: false },
             },
         }).values
     } catch (e) {
         console.error(`${(e as Error).message}\n${USAGE}`)
         process.exit(2)
+    }
+    if (args.help) {
+        console.log(USAGE)
+        process.exit(0)
     }
     const sim = await startSim({
         flashFile: args.flash!,
