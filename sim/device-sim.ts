@@ -31,7 +31,6 @@ import {
     createProxyBridge,
     JDBridge,
     Transport,
-    JD_FRAME_FLAG_LOOPBACK,
 } from "jacdac-ts"
 import { EventEmitter } from "node:events"
 import { readFileSync } from "node:fs"
@@ -49,8 +48,6 @@ const VM_DEVICE_ID = "5e6d0e0a7a5e0001"
 // The device of the simulated peripherals (OTA updater, status light): the same at every
 // boot, as a board's services keep their device.
 const PERIPHERALS_DEVICE_ID = "5e6d0e0a7a5e0002"
-// frame_flags is byte 3 of a Jacdac frame
-const FRAME_FLAGS_BYTE = 3
 const SETTINGS_WAIT_MS = 10000
 
 export interface SimDeviceOptions {
@@ -178,11 +175,7 @@ export class SimDevice extends EventEmitter {
         vm.flashSave = data => this.vm === vm && saveChangedSectors(flash, store.offset, data)
         // Both directions are deferred: the VM drops frames that arrive while it runs.
         this.bridge = createProxyBridge(frame => setImmediate(() => vm.handlePacket(frame)))
-        vm.sendPacket = frame => {
-            // (the VM's frames to itself stay in the VM, as on the chip)
-            if (frame[FRAME_FLAGS_BYTE] & JD_FRAME_FLAG_LOOPBACK) return
-            setImmediate(() => this.bridge?.receiveFrameOrPacket(frame))
-        }
+        vm.sendPacket = frame => setImmediate(() => this.bridge?.receiveFrameOrPacket(frame))
         this.bridge.bus = this.bus
         vm.devsSetDeviceId(VM_DEVICE_ID)
         vm.devsStart()
