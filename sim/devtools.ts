@@ -32,15 +32,15 @@ export const SIM_OWNER = "demo-org"
 export const SIM_REPO = "demo-firmware"
 const STATE_DIR = join(ROOT, ".devicescript", "sim")
 const DEPLOY_ATTEMPTS = 3
+const REJOIN_MS = 1000
 
-const USAGE = `usage: npm run sim -- [--flash FILE] [--reset] [--no-deploy] [--image-kb N] [--api-port N] [--devtools-port N] [--verbose] [--help]
+const USAGE = `usage: npm run sim -- [--flash FILE] [--reset] [--no-deploy] [--image-kb N] [--api-port N] [--verbose] [--help]
   --flash FILE      the device's flash (default .devicescript/sim/esp32s3.flash, kept between runs)
   --reset           start again from a new flash with v1.0.0 in ota_0 and no program
   --no-deploy       do not ask devtools to deploy src/main.ts: wait for a deploy from VS Code
   --image-kb N      size of the v1.1.0 image the emulator serves (default 128)
   --api-port N      the emulator's API port (default ${SIM_API_PORT}; storage on N+1); the program finds
                     it through GITHUB_API in .env.defaults / .env.local, so change that too
-  --devtools-port N devtools' TCP port (default ${DEVTOOLS_TCP_PORT})
   --verbose         also print the VM's own messages (dmesg)`
 
 export interface SimOptions {
@@ -50,7 +50,6 @@ export interface SimOptions {
     deploy?: boolean
     imageKb?: number
     apiPort?: number
-    devtoolsPort?: number
     verbose?: boolean
     log?: (line: string) => void
 }
@@ -62,16 +61,20 @@ export interface Sim {
     stop(): Promise<void>
 }
 
+/** Whether something accepts connections on 127.0.0.1:`port`. */
+function isListening(port: number) {
+    return new Promise<boolean>(resolve => {
+        const s = connect(port, "127.0.0.1")
+        s.once("connect", () => (s.destroy(), resolve(true)))
+        s.once("error", () => resolve(false))
+    })
+}
+
 /** Resolves when something listens on 127.0.0.1:`port` (devtools), trying every 250 ms. */
 export async function waitForListener(port: number, timeoutMs = Infinity) {
     const deadline = Date.now() + timeoutMs
     for (;;) {
-        const ok = await new Promise<boolean>(resolve => {
-            const s = connect(port, "127.0.0.1")
-            s.once("connect", () => (s.destroy(), resolve(true)))
-            s.once("error", () => resolve(false))
-        })
-        if (ok) return
+        if (await isListening(port)) return
         if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port}`)
         await new Promise(r => setTimeout(r, 250))
     }
@@ -101,7 +104,8 @@ async function startReleases(apiPort: number, imageKb: number) {
         body: "Simulated release for `npm run sim`.",
         private: false,
     })
-    return startReleaseServer({ dir, port: apiPort, storagePort: apiPort + 1 })
+    // any token shaped like GitHub's reads it too, so a GITHUB_TOKEN in .env.local does no harm
+    return startReleaseServer({ dir, port: apiPort, storagePort: apiPort + 1, anyGithubToken: true })
 }
 
 /** What devtools answers to a build request (cli/src/devtools.ts, rebuild()). */
@@ -156,7 +160,7 @@ async function waitForManager(bus: JDBus, deviceId: string, timeoutMs = 10000) {
 /** Starts the emulator and the device, and joins devtools' bus (waiting for devtools). */
 export async function startSim(o: SimOptions): Promise<Sim> {
     const log = o.log ?? ((line: string) => console.log(line))
-    const devtoolsPort = o.devtoolsPort ?? DEVTOOLS_TCP_PORT
+    const devtoolsPort = DEVTOOLS_TCP_PORT
     const releases = await startReleases(o.apiPort ?? SIM_API_PORT, o.imageKb ?? 128)
     log(`sim: release server ${releases.apiUrl} (storage ${releases.storageUrl}): ${SIM_OWNER}/${SIM_REPO} v1.1.0`)
     const api = readEnvSettings().GITHUB_API
@@ -181,6 +185,22 @@ export async function startSim(o: SimOptions): Promise<Sim> {
     })
     await device.bus.connect(true)
     log(`sim: joined devtools; the device's OTA updater and status light are on its bus`)
+    // devtools may go away (VS Code reloads its window): join it again when it is back;
+    // the device runs on meanwhile, as a board does when its USB cable is pulled
+    let stopped = false
+    let rejoining = false
+    const rejoin = setInterval(async () => {
+        if (stopped || rejoining || !transport.disconnected) return
+        rejoining = true
+        try {
+            if (await isListening(devtoolsPort)) {
+                await device.bus.connect(true)
+                if (transport.connected) log(`sim: joined devtools again`)
+            }
+        } finally {
+            rejoining = false
+        }
+    }, REJOIN_MS)
     device.on("boot", (boot: number) => log(`sim: boot ${boot}`))
     await device.start()
     if (o.deploy !== false) {
@@ -203,6 +223,8 @@ export async function startSim(o: SimOptions): Promise<Sim> {
         releases,
         bus: device.bus,
         async stop() {
+            stopped = true
+            clearInterval(rejoin)
             await device.stop()
             await releases.close()
         },
@@ -220,7 +242,6 @@ async function main() {
                 "no-deploy": { type: "boolean", default: false },
                 "image-kb": { type: "string", default: "128" },
                 "api-port": { type: "string", default: String(SIM_API_PORT) },
-                "devtools-port": { type: "string", default: String(DEVTOOLS_TCP_PORT) },
                 verbose: { type: "boolean", default: false },
                 help: { type: "boolean", default: false },
             },
@@ -239,7 +260,6 @@ async function main() {
         deploy: !args["no-deploy"],
         imageKb: +args["image-kb"]!,
         apiPort: +args["api-port"]!,
-        devtoolsPort: +args["devtools-port"]!,
         verbose: args.verbose,
     })
     process.on("SIGINT", () => sim.stop().then(() => process.exit(0)))

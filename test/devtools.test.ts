@@ -62,12 +62,16 @@ describe("devtools: the simulated device on `devicescript devtools`, watched by 
             [SIM_API_PORT + 1, "release server emulator storage"],
         ] as const)
             await checkPortFree(port, what)
+        await startDevtools()
+    })
+
+    async function startDevtools() {
         const cli = require.resolve("@devicescript/cli/built/devicescript-cli.cjs")
         devtools = spawn(process.execPath, [cli, "devtools"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
         devtools.stdout!.on("data", d => (devtoolsLog += d))
         devtools.stderr!.on("data", d => (devtoolsLog += d))
         await waitForListener(DEVTOOLS_TCP_PORT, 60_000)
-    })
+    }
 
     after(async () => {
         await watcher?.stop()
@@ -135,5 +139,35 @@ describe("devtools: the simulated device on `devicescript devtools`, watched by 
         // the program and its settings came from devtools (the emulator's repository)
         assert.ok(/deploy to/.test(devtoolsLog), `devtools deployed the program${why()}`)
         assert.ok(simLog.some(l => l.includes(`watching ${settings.GITHUB_OWNER}/${settings.GITHUB_REPO}`)), "the settings reached the VM")
+    })
+
+    it("joins devtools again after devtools restarts (a VS Code window reload), with the device still running 1.1.0", async () => {
+        assert.ok(sim, "the first test started the simulator")
+        await watcher?.stop()
+        const old = devtools!
+        await new Promise(r => {
+            old.once("exit", r)
+            old.kill()
+        })
+        await startDevtools()
+        watcher = new JDBus([createNodeSocketTransport(DEVTOOLS_TCP_PORT, "127.0.0.1")], {
+            services: loadServiceSpecs(),
+            disableRoleManager: true,
+        })
+        await watcher.connect(true)
+        const deadline = performance.now() + 30_000
+        for (;;) {
+            const ota = watcher.services({ serviceClass: SRV_OTA_UPDATER })[0]
+            if (ota) {
+                const s = await sample(ota).catch(() => undefined)
+                if (s) {
+                    assert.equal(s.version, "1.1.0")
+                    break
+                }
+            }
+            assert.ok(performance.now() < deadline, `the device did not come back on the new devtools' bus within 30 s\n${simLog.slice(-10).join("\n")}`)
+            await new Promise(r => setTimeout(r, 200))
+        }
+        assert.ok(simLog.some(l => l.includes("sim: joined devtools again")))
     })
 })

@@ -7,7 +7,7 @@
 //
 // The low-level pieces are exported for reuse: the HTTP/1.1 client, the streaming JSON
 // parser, semver, the GitHub release lookup and the OTA service client.
-export { startOta, OtaUpdate, OtaOptions, OtaEvent, DEFAULT_WRITE_RATE } from "./ota"
+export { startOta, OtaUpdate, OtaValue, OtaOptions, OtaEvent, DEFAULT_WRITE_RATE } from "./ota"
 export { request, HttpResponse, RequestOptions, RequestError, DEFAULT_TIMEOUTS, closeIdle } from "./http"
 export { JsonStream, JsonStreamOptions, JsonScalar } from "./jsonstream"
 export { parseSemver, compareSemver, isNewer, SemVer } from "./semver"

@@ -70,12 +70,50 @@ export interface OtaEvent {
     [field: string]: any
 }
 
+/**
+ * A value the program reads and watches, like a DeviceScript client register
+ * (`read()`, `subscribe(handler)`), except that a handler that throws is logged
+ * (`ota: a status handler threw: ...`) instead of ending the program: an update must not
+ * depend on the program's handlers.
+ */
+export class OtaValue<T> {
+    private reg: ds.ClientRegister<T>
+
+    constructor(value: T) {
+        this.reg = ds.clientRegister<T>(value)
+    }
+
+    /** The current value. */
+    async read(): Promise<T> {
+        return await this.reg.read()
+    }
+
+    /** Calls `handler` with every new value (in its own fiber); returns the unsubscribe function. */
+    subscribe(handler: (value: T) => ds.AsyncVoid): ds.Unsubscribe {
+        return this.reg.subscribe(async (value: T) => {
+            try {
+                await handler(value)
+            } catch (e) {
+                console.log(`ota: a status handler threw: ${(e as Error).message}`)
+            }
+        })
+    }
+
+    /** @internal */
+    _set(value: T) {
+        this.reg.emit(value)
+    }
+}
+
 /** The handle startOta() returns. */
 export class OtaUpdate {
     /** The last status event; subscribe to see each one. Starts as `{ event: "starting" }`. */
-    readonly status = ds.clientRegister<OtaEvent>({ event: "starting" })
-    /** True while an image is downloaded and written (what an application may want to slow down for). */
-    readonly busy = ds.clientRegister<boolean>(false)
+    readonly status = new OtaValue<OtaEvent>({ event: "starting" })
+    /**
+     * True from the first byte of a download until the update is committed or failed
+     * (what an application may want to slow down for); false otherwise.
+     */
+    readonly busy = new OtaValue<boolean>(false)
     /** The running program's own build version (`@version`, from the git tag at build time). */
     readonly programVersion = ds._dcfgString("@version") || "(none)"
     private wakeup = ds.emitter<boolean>()
@@ -162,9 +200,10 @@ let ballast: Buffer
 
 async function runLoop(handle: OtaUpdate, o: OtaOptions) {
     statusListener.fn = (fields: OtaEvent) => {
-        if (fields.event === "progress") handle.busy.emit(fields.done < fields.total)
-        else if (fields.event !== "resumed") handle.busy.emit(false)
-        handle.status.emit(fields)
+        // progress up to commit's answer is busy (the last bytes are still being written)
+        if (fields.event === "progress") handle.busy._set(true)
+        else if (fields.event !== "resumed") handle.busy._set(false)
+        handle.status._set(fields)
     }
     const probe = +(await readSetting("HEAP_BALLAST", 0))
     if (probe > 0) ballast = Buffer.alloc(probe)
