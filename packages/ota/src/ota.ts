@@ -73,13 +73,17 @@ export interface OtaEvent {
 /**
  * A value the program reads and watches, like a DeviceScript client register
  * (`read()`, `subscribe(handler)`), except that a handler that throws is logged
- * (`ota: a status handler threw: ...`) instead of ending the program: an update must not
- * depend on the program's handlers.
+ * (`ota: a status handler threw: ...`, `ota: a busy handler threw: ...`) instead of
+ * ending the program: an update must not depend on the program's handlers.
  */
 export class OtaValue<T> {
     private reg: ds.ClientRegister<T>
 
-    constructor(value: T) {
+    /** `name` says whose handler threw in the log line ("status", "busy"). */
+    constructor(
+        value: T,
+        private name: string
+    ) {
         this.reg = ds.clientRegister<T>(value)
     }
 
@@ -90,11 +94,14 @@ export class OtaValue<T> {
 
     /** Calls `handler` with every new value (in its own fiber); returns the unsubscribe function. */
     subscribe(handler: (value: T) => ds.AsyncVoid): ds.Unsubscribe {
+        const name = this.name
         return this.reg.subscribe(async (value: T) => {
             try {
                 await handler(value)
             } catch (e) {
-                console.log(`ota: a status handler threw: ${(e as Error).message}`)
+                // (anything can be thrown, not only an Error)
+                const what = e instanceof Error ? e.message : `${e}`
+                console.log(`ota: a ${name} handler threw: ${what}`)
             }
         })
     }
@@ -108,12 +115,12 @@ export class OtaValue<T> {
 /** The handle startOta() returns. */
 export class OtaUpdate {
     /** The last status event; subscribe to see each one. Starts as `{ event: "starting" }`. */
-    readonly status = new OtaValue<OtaEvent>({ event: "starting" })
+    readonly status = new OtaValue<OtaEvent>({ event: "starting" }, "status")
     /**
      * True from the first byte of a download until the update is committed or failed
      * (what an application may want to slow down for); false otherwise.
      */
-    readonly busy = new OtaValue<boolean>(false)
+    readonly busy = new OtaValue<boolean>(false, "busy")
     /** The running program's own build version (`@version`, from the git tag at build time). */
     readonly programVersion = ds._dcfgString("@version") || "(none)"
     private wakeup = ds.emitter<boolean>()
