@@ -8,40 +8,14 @@ import { ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { createNodeSocketTransport, EVENT, JDBus, JDService } from "jacdac-ts"
-import { OtaUpdaterEvent, OtaUpdaterReg, OtaUpdaterState, SRV_OTA_UPDATER } from "../.devicescript/ts/constants"
-import { loadServiceSpecs } from "../sim/device-sim"
+import { EVENT, JDBus, JDService } from "jacdac-ts"
+import { OtaUpdaterEvent, OtaUpdaterState, SRV_OTA_UPDATER } from "../.devicescript/ts/constants"
+import { devtoolsClient, OtaRegisters, readOtaRegisters } from "../sim/watch"
 import { checkPortFree, DEVTOOLS_TCP_PORT, DEVTOOLS_WS_PORT, SIM_API_PORT, Sim, startSim, waitForListener } from "../sim/devtools"
 import { readEnvSettings, ROOT } from "../sim/program"
 
 const DEVTOOLS_DBG_PORT = 8083
 const POLL_MS = 100
-
-interface Sample {
-    t: number
-    state: number
-    progress: number // 0..1 (u0.16)
-    throughput: number
-    version: string
-    pendingVerify: boolean
-}
-
-/** Reads the registers the extension's device tree shows, the way a client does: GET each. */
-async function sample(ota: JDService): Promise<Sample> {
-    const read = async (code: number) => {
-        const r = ota.register(code)
-        await r.refresh()
-        return r
-    }
-    return {
-        t: performance.now(),
-        state: (await read(OtaUpdaterReg.State)).uintValue,
-        progress: (await read(OtaUpdaterReg.Progress)).unpackedValue[0],
-        throughput: (await read(OtaUpdaterReg.Throughput)).uintValue,
-        version: (await read(OtaUpdaterReg.RunningVersion)).stringValue,
-        pendingVerify: (await read(OtaUpdaterReg.PendingVerify)).boolValue,
-    }
-}
 
 describe("devtools: the simulated device on `devicescript devtools`, watched by a jacdac-ts client", function () {
     this.timeout(180_000)
@@ -85,16 +59,12 @@ describe("devtools: the simulated device on `devicescript devtools`, watched by 
         assert.equal(settings.GITHUB_API, `http://127.0.0.1:${SIM_API_PORT}`, ".env.defaults must point at the emulator of npm run sim")
 
         // the watcher first, so that it sees the device from the start
-        watcher = new JDBus([createNodeSocketTransport(DEVTOOLS_TCP_PORT, "127.0.0.1")], {
-            services: loadServiceSpecs(),
-            disableRoleManager: true,
-        })
-        await watcher.connect(true)
+        watcher = await devtoolsClient()
 
         sim = await startSim({ flashFile: join(dir, "esp32s3.flash"), reset: true, imageKb: 48, log: l => simLog.push(l) })
         const why = () => `\n--- sim ---\n${simLog.slice(-40).join("\n")}\n--- devtools ---\n${devtoolsLog.slice(-3000)}`
 
-        const samples: Sample[] = []
+        const samples: OtaRegisters[] = []
         const readyEvents: number[] = [] // time of each `ready` event (commit validated the image)
         let watched: JDService | undefined
         const deadline = performance.now() + 150_000
@@ -106,7 +76,7 @@ describe("devtools: the simulated device on `devicescript devtools`, watched by 
             }
             if (ota) {
                 try {
-                    const s = await sample(ota)
+                    const s = await readOtaRegisters(ota)
                     samples.push(s)
                     if (s.version === "1.1.0" && !s.pendingVerify) break // rebooted, confirmed
                 } catch {
@@ -150,16 +120,12 @@ describe("devtools: the simulated device on `devicescript devtools`, watched by 
             old.kill()
         })
         await startDevtools()
-        watcher = new JDBus([createNodeSocketTransport(DEVTOOLS_TCP_PORT, "127.0.0.1")], {
-            services: loadServiceSpecs(),
-            disableRoleManager: true,
-        })
-        await watcher.connect(true)
+        watcher = await devtoolsClient()
         const deadline = performance.now() + 30_000
         for (;;) {
             const ota = watcher.services({ serviceClass: SRV_OTA_UPDATER })[0]
             if (ota) {
-                const s = await sample(ota).catch(() => undefined)
+                const s = await readOtaRegisters(ota).catch(() => undefined)
                 if (s) {
                     assert.equal(s.version, "1.1.0")
                     break
