@@ -105,9 +105,13 @@ describe("device sockets (128-byte reads, one window per VM turn)", function () 
 
     it("coalesces queued 1-byte segments into reads of up to 128 bytes", async () => {
         const sent = pattern(600, 1)
-        await peer.writeBytewise(sent)
-        await arrivals.until(() => arrivals.bytes === sent.length)
-        assert.ok(arrivals.buffers > 1, `the kernel handed over ${arrivals.buffers} buffer(s); want separate segments`)
+        // one byte at a time, each seen by the client before the next is written, so the
+        // kernel cannot merge them: 600 separate arrivals, whatever the machine's load
+        for (let i = 0; i < sent.length; i++) {
+            await peer.write(sent.subarray(i, i + 1))
+            await arrivals.until(() => arrivals.bytes === i + 1)
+        }
+        assert.equal(arrivals.buffers, sent.length, "one arrival per byte")
         assert.equal(pieces.length, 0, "nothing is read before a VM turn")
 
         const got = turns.tick()
