@@ -12,4 +12,5 @@ export const OTA_ERROR_NAMES = [
     "invalid_state",
     "incomplete",
     "bad_target",
+    "bad_signature",
 ]
