@@ -32,6 +32,7 @@ import {
     JDBridge,
     Transport,
 } from "jacdac-ts"
+import type { KeyObject } from "node:crypto"
 import { EventEmitter } from "node:events"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -66,6 +67,8 @@ export interface SimDeviceOptions {
     deploy?: boolean
     /** Transports of the device's Jacdac bus, e.g. a devtools TCP connection (default none: a private bus). */
     transports?: Transport[]
+    /** The release signing key's public key: the OTA server accepts only firmware signed with it (OtaUpdaterServerOptions.trustedKey). */
+    trustedKey?: KeyObject
 }
 
 /** A panic of the VM program; the runtime restarts the program ~5.24 s later. */
@@ -154,6 +157,7 @@ export class SimDevice extends EventEmitter {
                 const r = this.vm.devsDeploy(bytecode)
                 if (r) throw new Error(`deploy failed: ${r}`)
             },
+            trustedKey: this.options.trustedKey,
         })
         this.server = server
         this.light = new StatusLightServer()

@@ -11,7 +11,7 @@
 // at the next start.
 import { readFileSync } from "node:fs"
 import * as path from "node:path"
-import { createHash, type Hash } from "node:crypto"
+import { createHash, type Hash, type KeyObject } from "node:crypto"
 import { crc32 } from "node:zlib"
 import {
     JDServiceServer,
@@ -38,6 +38,7 @@ import {
 } from "../.devicescript/ts/constants"
 import { checkAppImage, ESP32S3_CHIP_ID, IMAGE_MAGIC } from "../tools/esp-image"
 import { checkBytecode, DEVS_IMAGE_HEADER_LEN, startsLikeBytecode } from "../tools/devs-image"
+import { keyDigest, verifySignedImage } from "../tools/secure-boot"
 import { SECTOR_SIZE, SimFlash } from "./flash"
 // checkpoints and resume offsets go by the protocol's sector (services/otaupdater.md Limits)
 const CHECKPOINT_BYTES = OtaUpdaterLimits.SectorBytes
@@ -152,6 +153,15 @@ export interface OtaUpdaterServerOptions {
      * restarts it. Without it the `program` target is refused with `bad_target`.
      */
     deployProgram?: (bytecode: Buffer) => void
+    /**
+     * The public key of the release signing key (RSA-3072): the server then behaves as
+     * firmware built with CONFIG_SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT and refuses, at
+     * `commit`, firmware whose Secure Boot v2 signature is missing, damaged, made with
+     * another key or not matching (`bad_signature`; services/otaupdater.md "Signed apps").
+     * ESP-IDF takes this key from the running image's own signature block; the simulator's
+     * factory image is not signed, so it is given here. Undefined: unsigned images install.
+     */
+    trustedKey?: KeyObject
 }
 
 interface Update {
@@ -181,6 +191,7 @@ export class OtaUpdaterServer extends JDServiceServer {
     private failure: number = OtaUpdaterError.None // error that ended the current update
     private readonly deployProgram?: (bytecode: Buffer) => void
     private installTimer?: ReturnType<typeof setTimeout>
+    private readonly trustedKeyDigest?: Buffer // SHA-256 of the trusted key's block bytes
 
     private readonly stateReg: Reg
     private readonly bytesWrittenReg: Reg
@@ -196,6 +207,7 @@ export class OtaUpdaterServer extends JDServiceServer {
     ) {
         super(otaUpdaterServiceClass())
         this.chipId = options.chipId ?? ESP32S3_CHIP_ID
+        this.trustedKeyDigest = options.trustedKey && keyDigest(options.trustedKey)
         this.onReboot = options.onReboot
         this.log = options.log ?? (() => {})
         this.now = options.now ?? (() => performance.now())
@@ -499,9 +511,21 @@ export class OtaUpdaterServer extends JDServiceServer {
             return OtaUpdaterError.NotAppImage
         }
         const check = checkAppImage(image, this.chipId)
+        if (!check.ok && check.code === "wrong_chip") {
+            this.log(`ota: ${check.message}`)
+            return OtaUpdaterError.WrongChip
+        }
+        // signed apps: after the layout, before the checksum (esp_image_verify's order)
+        if (this.trustedKeyDigest && check.info.imageLength > 0) {
+            const signature = verifySignedImage(image, this.trustedKeyDigest)
+            if (!signature.ok) {
+                this.log(`ota: signature: ${signature.message}`)
+                return OtaUpdaterError.BadSignature
+            }
+        }
         if (check.ok) return OtaUpdaterError.None
         this.log(`ota: ${check.message}`)
-        return check.code === "wrong_chip" ? OtaUpdaterError.WrongChip : OtaUpdaterError.NotAppImage
+        return OtaUpdaterError.NotAppImage
     }
 
     /**

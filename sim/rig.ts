@@ -3,7 +3,7 @@
 // whatever happened (the token never reaches the storage host or a log line; the
 // device boots either the old image or exactly the new one). Used by the end-to-end
 // and fault tests, the soak run and the benchmark.
-import { createHash } from "node:crypto"
+import { createHash, type KeyObject } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -32,6 +32,8 @@ export interface RunOptions extends RunOnceOptions {
     setup?: (device: SimDevice) => void
     /** keep the flash file of an earlier run (default: a new one with 1.0.0) */
     keepFlash?: boolean
+    /** a signing device: the public key its OTA server trusts (SimDeviceOptions.trustedKey) */
+    trustedKey?: KeyObject
 }
 
 const OLD_IMAGE_SHA256 = createHash("sha256").update(oldImage("1.0.0")).digest("hex")
@@ -81,7 +83,7 @@ export class Rig {
             }),
             ...(o.settings ?? {}),
         }
-        const device = new SimDevice({ flashFile, bytecode: this.bytecode, settings, log: line => logs.push(line) })
+        const device = new SimDevice({ flashFile, bytecode: this.bytecode, settings, log: line => logs.push(line), trustedKey: o.trustedKey })
         o.setup?.(device)
         const result = await runOnce(device, { checks: 1, timeoutMs: 120_000, ...o })
         return { result, flashFile, logs, device }

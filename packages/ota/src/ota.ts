@@ -3,7 +3,7 @@
 // that the program can watch.
 import * as ds from "@devicescript/core"
 import { readSetting, writeSetting } from "@devicescript/settings"
-import { OtaClient, writePolicy } from "./otaclient"
+import { OtaClient, OtaError, writePolicy } from "./otaclient"
 import { Updater, ReleaseError, status, statusListener } from "./updater"
 import { Channel, GithubConfig, GithubError, SavedEtag } from "./github"
 import { Backoff } from "./backoff"
@@ -272,6 +272,7 @@ async function runLoop(handle: OtaUpdate, o: OtaOptions) {
                 status("error", { error: (e as Error).message })
                 const final =
                     e instanceof ReleaseError ||
+                    (e instanceof OtaError && (e as OtaError).final) ||
                     (e instanceof GithubError && ge.status >= 400 && ge.status < 500 && ge.status !== 429)
                 if (!final) wait = Math.min(wait, backoff.next())
             }

@@ -26,11 +26,22 @@ export function otaErrorName(code: number) {
     return OTA_ERROR_NAMES[code] || `error_${code}`
 }
 
-/** An error reported by the OTA service; `code` is its name, e.g. "sha256_mismatch". */
+// Errors that the same asset will give again: the next try waits for the check interval.
+const FINAL_ERRORS = ["not_app_image", "wrong_chip", "bad_signature", "too_large"]
+
+/**
+ * An error reported by the OTA service; `code` is its name, e.g. "sha256_mismatch".
+ * `final`: the same asset would fail the same way (retrying sooner does not help).
+ */
 export class OtaError extends Error {
+    readonly final: boolean
     constructor(readonly code: string, what: string) {
-        super(`ota ${what}: ${code}`)
+        super(
+            `ota ${what}: ${code}` +
+                (code === "bad_signature" ? " (not signed with the key of the running firmware)" : "")
+        )
         this.name = "OtaError"
+        this.final = FINAL_ERRORS.indexOf(code) >= 0
     }
 }
 

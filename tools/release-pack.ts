@@ -1,0 +1,236 @@
+// The packaging step of a release, run by .github/workflows/release.yml and by hand:
+//   npm run release:pack -- --version vX.Y.Z [--firmware FILE] [--program FILE] --out DIR
+//                           [--sign-key FILE | --sign-key env:VAR]
+// It checks what a device would check before anything is written: the firmware is an
+// ESP32-S3 app image (tools/esp-image.ts: chip, segments, checksum, appended SHA-256)
+// whose app descriptor version is the tag, the program is DeviceScript bytecode
+// (tools/devs-image.ts) whose "@version" is the tag. With a signing key the firmware gets
+// a Secure Boot v2 signature (tools/secure-boot.ts), and an image that is already signed
+// must carry that key's signature. Then it writes, into DIR, the assets under the names
+// the device's default patterns match (firmware-esp32s3.bin: ASSET_PATTERN "*.bin" and
+// "*-esp32s3.bin"; program.devs: PROGRAM_ASSET "*.devs"), SHA256SUMS (sha256sum's
+// format), RELEASE_NOTES.md and release.json (what release:publish-local reads; not an
+// asset). A refusal writes nothing and exits 1.
+import { createHash, type KeyObject } from "node:crypto"
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { basename, join } from "node:path"
+import { parseArgs } from "node:util"
+import { parseSemver } from "../packages/ota/src/semver"
+import { checkAppImage, ESP32S3_CHIP_ID, chipName } from "./esp-image"
+import { checkBytecode } from "./devs-image"
+import { keyDigest, loadSigningKey, signatureSectorOffset, signImage, SIG_BLOCK_MAGIC, verifySignedImage } from "./secure-boot"
+
+export const FIRMWARE_ASSET = `firmware-${chipName(ESP32S3_CHIP_ID)}.bin`
+export const PROGRAM_ASSET = "program.devs"
+export const SUMS_FILE = "SHA256SUMS"
+export const NOTES_FILE = "RELEASE_NOTES.md"
+/** The packed release, as data: what publish-local needs besides the files. */
+export const MANIFEST_FILE = "release.json"
+const OUT_FILES = [FIRMWARE_ASSET, PROGRAM_ASSET, SUMS_FILE, NOTES_FILE, MANIFEST_FILE]
+
+export interface ReleaseManifest {
+    tag: string // "v1.2.0-rc.1"
+    prerelease: boolean // the tag has a semver pre-release part
+    assets: { name: string; size: number; sha256: string }[]
+    firmware?: { version: string; projectName: string; idfVersion: string; chip: string; signedBy?: string } // signedBy: key digest, hex
+    program?: { version: string }
+}
+
+export interface PackOptions {
+    version: string // the tag, "vX.Y.Z[-pre]"
+    firmware?: Buffer
+    program?: Buffer
+    signKey?: KeyObject // RSA-3072 private key
+    out: string
+}
+
+/** A refusal: the message says what is wrong; nothing was written. */
+export class PackError extends Error {
+    name = "PackError"
+}
+
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex")
+
+/** "v1.2.3" and "1.2.3" name the same version; anything else must match exactly. */
+function sameVersion(found: string, tag: string) {
+    return found.replace(/^v/, "") === tag.replace(/^v/, "")
+}
+
+/** Checks the firmware for `tag` and returns the bytes to publish (signed when `key` is given). */
+export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { bytes: Buffer; info: NonNullable<ReleaseManifest["firmware"]> } {
+    const check = checkAppImage(image, ESP32S3_CHIP_ID)
+    if (!check.ok) throw new PackError(`firmware: ${check.message}`)
+    const desc = check.info.appDesc
+    if (!desc) throw new PackError("firmware: no app descriptor")
+    if (!sameVersion(desc.version, tag))
+        throw new PackError(`firmware: app descriptor version is "${desc.version}", the tag is ${tag} (build it with firmware/build.sh --version ${tag})`)
+    const signed = image.length > check.info.imageLength && image[signatureSectorOffset(image) ?? image.length] === SIG_BLOCK_MAGIC
+    let bytes = image
+    let signedBy: string | undefined
+    if (key) {
+        const trusted = keyDigest(key)
+        if (signed) {
+            const v = verifySignedImage(image, trusted)
+            if (!v.ok) throw new PackError(`firmware: already signed, but not by this key: ${v.message}`)
+        } else bytes = signImage(image, key)
+        const v = verifySignedImage(bytes, trusted)
+        if (!v.ok) throw new PackError(`firmware: signature check after signing failed: ${v.message}`)
+        signedBy = trusted.toString("hex")
+    } else if (image.length > check.info.imageLength && !signed) {
+        throw new PackError(`firmware: ${image.length - check.info.imageLength} bytes follow the image and are not a signature sector`)
+    }
+    return {
+        bytes,
+        info: { version: desc.version, projectName: desc.projectName, idfVersion: desc.idfVersion, chip: check.info.chipName, signedBy },
+    }
+}
+
+/** Checks the program (bytecode header, "@version" = tag). */
+export function checkProgram(program: Buffer, tag: string): NonNullable<ReleaseManifest["program"]> {
+    const check = checkBytecode(program)
+    if (!check.ok) throw new PackError(`program: ${check.message}`)
+    if (!check.version) throw new PackError(`program: no "@version" in the bytecode (build it in a git work tree or a folder with package.json)`)
+    if (!sameVersion(check.version, tag))
+        throw new PackError(`program: bytecode version is "${check.version}", the tag is ${tag} (build it from the tagged commit, with package.json's version = the tag)`)
+    return { version: check.version }
+}
+
+function notes(m: ReleaseManifest): string {
+    const lines = [`# ${m.tag}`, ""]
+    if (m.prerelease) lines.push("Pre-release: devices on the stable channel (OTA_CHANNEL unset) do not install it.", "")
+    lines.push("| asset | bytes | SHA-256 |", "| --- | ---: | --- |")
+    for (const a of m.assets) lines.push(`| ${a.name} | ${a.size} | \`${a.sha256}\` |`)
+    lines.push("")
+    if (m.firmware) {
+        const f = m.firmware
+        lines.push(`Firmware ${f.version} for ${f.chip} (${f.projectName}, ESP-IDF ${f.idfVersion}), ` + (f.signedBy ? `signed (Secure Boot v2 RSA-3072, key digest \`${f.signedBy}\`).` : "unsigned."))
+    }
+    if (m.program) lines.push(`DeviceScript program ${m.program.version}.`)
+    return lines.join("\n") + "\n"
+}
+
+/** Checks everything, then writes the release into `o.out`; throws PackError, writing nothing, on a refusal. */
+export function pack(o: PackOptions): ReleaseManifest {
+    const tag = o.version
+    if (!/^v/.test(tag)) throw new PackError(`version "${tag}": a release tag starts with "v" (v1.2.3)`)
+    try {
+        parseSemver(tag)
+    } catch {
+        throw new PackError(`version "${tag}" is not semver (vMAJOR.MINOR.PATCH[-pre])`)
+    }
+    if (!o.firmware && !o.program) throw new PackError("nothing to pack: give --firmware and/or --program")
+    if (o.signKey && !o.firmware) throw new PackError("--sign-key signs the firmware: give --firmware")
+    const m: ReleaseManifest = { tag, prerelease: parseSemver(tag).prerelease.length > 0, assets: [] }
+    const files: [string, Buffer][] = []
+    if (o.firmware) {
+        const fw = checkFirmware(o.firmware, tag, o.signKey)
+        m.firmware = fw.info
+        files.push([FIRMWARE_ASSET, fw.bytes])
+    }
+    if (o.program) {
+        m.program = checkProgram(o.program, tag)
+        files.push([PROGRAM_ASSET, o.program])
+    }
+    if (existsSync(o.out)) {
+        const other = readdirSync(o.out).filter(f => !OUT_FILES.includes(f) && !f.startsWith(".pack-"))
+        if (other.length) throw new PackError(`--out ${o.out} holds other files (${other.slice(0, 3).join(", ")}): use an empty folder`)
+    }
+    for (const [name, data] of files) m.assets.push({ name, size: data.length, sha256: sha256(data) })
+    // everything checked: write into a scratch folder, then move the files in
+    mkdirSync(o.out, { recursive: true })
+    const tmp = join(o.out, `.pack-${process.pid}`)
+    rmSync(tmp, { recursive: true, force: true })
+    mkdirSync(tmp)
+    try {
+        for (const [name, data] of files) writeFileSync(join(tmp, name), data)
+        writeFileSync(join(tmp, SUMS_FILE), m.assets.map(a => `${a.sha256}  ${a.name}\n`).join(""))
+        writeFileSync(join(tmp, NOTES_FILE), notes(m))
+        writeFileSync(join(tmp, MANIFEST_FILE), JSON.stringify(m, null, 2) + "\n")
+        for (const f of OUT_FILES) rmSync(join(o.out, f), { force: true })
+        for (const f of readdirSync(tmp)) renameSync(join(tmp, f), join(o.out, f))
+    } finally {
+        rmSync(tmp, { recursive: true, force: true })
+    }
+    return m
+}
+
+/** `--sign-key FILE` or `--sign-key env:VAR` (the PEM text in an environment variable, e.g. an Actions secret). */
+export function readSigningKey(spec: string, env = process.env): KeyObject {
+    let pem: string
+    if (spec.startsWith("env:")) {
+        const name = spec.slice(4)
+        pem = env[name] ?? ""
+        if (!pem.trim()) throw new PackError(`--sign-key ${spec}: the environment variable ${name} is not set or empty`)
+    } else {
+        if (!existsSync(spec)) throw new PackError(`--sign-key ${spec}: no such file`)
+        pem = readFileSync(spec, "utf8")
+    }
+    try {
+        return loadSigningKey(pem)
+    } catch (e) {
+        // never echo the key material
+        throw new PackError(`--sign-key ${spec.startsWith("env:") ? spec : basename(spec)}: ${(e as Error).message.replace(/\(.*\)$/s, "").trim()}`)
+    }
+}
+
+const USAGE = `usage: npm run release:pack -- --version vX.Y.Z [--firmware FILE] [--program FILE] --out DIR [--sign-key FILE | --sign-key env:VAR]
+
+Checks the firmware (ESP32-S3 app image, app descriptor version = the tag) and the
+program (DeviceScript bytecode, "@version" = the tag), signs the firmware with an
+RSA-3072 key (Secure Boot v2) when given one, and writes ${FIRMWARE_ASSET}, ${PROGRAM_ASSET},
+${SUMS_FILE}, ${NOTES_FILE} and ${MANIFEST_FILE} into DIR. Nothing is written on a refusal.`
+
+/** The command line; returns the exit code (0 packed, 1 refused, 2 usage). */
+export function main(argv: string[], log = console.log, error = console.error): number {
+    let v: Record<string, string | boolean | undefined>
+    try {
+        v = parseArgs({
+            args: argv,
+            options: {
+                version: { type: "string" },
+                firmware: { type: "string" },
+                program: { type: "string" },
+                out: { type: "string" },
+                "sign-key": { type: "string" },
+                help: { type: "boolean", short: "h" },
+            },
+            strict: true,
+            allowPositionals: false,
+        }).values
+    } catch (e) {
+        error(`${(e as Error).message}\n${USAGE}`)
+        return 2
+    }
+    if (v.help) {
+        log(USAGE)
+        return 0
+    }
+    if (!v.version || !v.out) {
+        error(`--version and --out are required\n${USAGE}`)
+        return 2
+    }
+    try {
+        const read = (f: string | boolean | undefined, what: string) => {
+            if (typeof f !== "string") return undefined
+            if (!existsSync(f)) throw new PackError(`--${what} ${f}: no such file`)
+            return readFileSync(f)
+        }
+        const m = pack({
+            version: v.version as string,
+            firmware: read(v.firmware, "firmware"),
+            program: read(v.program, "program"),
+            signKey: typeof v["sign-key"] === "string" ? readSigningKey(v["sign-key"]) : undefined,
+            out: v.out as string,
+        })
+        for (const a of m.assets) log(`${a.name}  ${a.size} bytes  sha256 ${a.sha256}`)
+        if (m.firmware?.signedBy) log(`firmware signed, key digest ${m.firmware.signedBy}`)
+        log(`packed ${m.tag}${m.prerelease ? " (pre-release)" : ""} into ${v.out}`)
+        return 0
+    } catch (e) {
+        if (!(e instanceof PackError)) throw e
+        error(`release:pack: ${e.message}; nothing written`)
+        return 1
+    }
+}
+
+if (require.main === module) process.exitCode = main(process.argv.slice(2))

@@ -1,0 +1,124 @@
+// The publishing step of a release, on a laptop: puts a release packed by release:pack
+// into the release server emulator's folder (tools/release-server/store.ts layout), as
+// `gh release create` puts it on GitHub, so that a tag can be rehearsed end to end:
+//   npm run release:pack -- --version v1.2.0 --firmware fw.bin --out dist
+//   npm run release:publish-local -- --dir RELEASES --from dist [--owner O --repo R]
+// Owner and repository default to GITHUB_OWNER and GITHUB_REPO of .env.defaults /
+// .env.local (what the device watches). Before writing, every asset is checked against
+// release.json and SHA256SUMS; like GitHub, an existing release of the same tag is
+// refused. A refusal publishes nothing and exits 1.
+import { createHash } from "node:crypto"
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { parseArgs } from "node:util"
+import { writeRelease } from "./release-server"
+import { loadRepo } from "./release-server/store"
+import { MANIFEST_FILE, NOTES_FILE, ReleaseManifest, SUMS_FILE } from "./release-pack"
+import { readEnvSettings } from "../sim/program"
+
+export interface PublishLocalOptions {
+    dir: string // the emulator's releases folder (release-server --dir)
+    from: string // a folder written by release:pack
+    owner: string
+    repo: string
+    public?: boolean // a public repository (default private, as most firmware repositories)
+}
+
+/** A refusal: nothing was published. */
+export class PublishError extends Error {
+    name = "PublishError"
+}
+
+/** Parses sha256sum output ("<64 hex>  <name>" per line) into name -> hex. */
+export function parseSums(text: string): Map<string, string> {
+    const out = new Map<string, string>()
+    for (const line of text.split("\n")) {
+        if (!line.trim()) continue
+        const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line)
+        if (!m) throw new PublishError(`${SUMS_FILE}: not a sha256sum line: "${line.slice(0, 80)}"`)
+        out.set(m[2], m[1])
+    }
+    return out
+}
+
+/** Checks the packed release in `o.from`, then writes it as release `tag` of owner/repo in `o.dir`. */
+export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
+    const file = (name: string) => join(o.from, name)
+    if (!existsSync(file(MANIFEST_FILE))) throw new PublishError(`${o.from} has no ${MANIFEST_FILE}: pack it with npm run release:pack first`)
+    let m: ReleaseManifest
+    try {
+        m = JSON.parse(readFileSync(file(MANIFEST_FILE), "utf8"))
+    } catch (e) {
+        throw new PublishError(`${file(MANIFEST_FILE)}: ${(e as Error).message}`)
+    }
+    if (typeof m.tag !== "string" || !Array.isArray(m.assets) || m.assets.length === 0)
+        throw new PublishError(`${file(MANIFEST_FILE)}: no tag or no assets`)
+    const sums = parseSums(existsSync(file(SUMS_FILE)) ? readFileSync(file(SUMS_FILE), "utf8") : "")
+    const assets = m.assets.map(a => {
+        if (!existsSync(file(a.name))) throw new PublishError(`asset ${a.name} is missing from ${o.from}`)
+        const data = readFileSync(file(a.name))
+        const sha = createHash("sha256").update(data).digest("hex")
+        if (sha !== a.sha256 || sums.get(a.name) !== sha || data.length !== a.size)
+            throw new PublishError(`asset ${a.name} does not match ${MANIFEST_FILE} and ${SUMS_FILE} (changed after packing?)`)
+        return { name: a.name, data }
+    })
+    if (existsSync(o.dir) && loadRepo(o.dir, o.owner, o.repo)?.releases.some(r => r.tag === m.tag))
+        throw new PublishError(`${o.owner}/${o.repo} already has a release ${m.tag}: publish a new version (a device never installs the same version twice)`)
+    const body = existsSync(file(NOTES_FILE)) ? readFileSync(file(NOTES_FILE), "utf8") : ""
+    writeRelease(o.dir, o.owner, o.repo, m.tag, { assets, body, prerelease: m.prerelease, private: o.public ? false : undefined })
+    return m
+}
+
+const USAGE = `usage: npm run release:publish-local -- --dir RELEASES --from OUT [--owner O] [--repo R] [--public]
+
+Publishes the release that npm run release:pack wrote into OUT as a release of O/R in
+the release server emulator's folder RELEASES (npm run release-server -- --dir RELEASES).
+O and R default to GITHUB_OWNER and GITHUB_REPO of .env.defaults / .env.local.`
+
+/** The command line; returns the exit code (0 published, 1 refused, 2 usage). */
+export function main(argv: string[], log = console.log, error = console.error): number {
+    let v: Record<string, string | boolean | undefined>
+    try {
+        v = parseArgs({
+            args: argv,
+            options: {
+                dir: { type: "string" },
+                from: { type: "string" },
+                owner: { type: "string" },
+                repo: { type: "string" },
+                public: { type: "boolean" },
+                help: { type: "boolean", short: "h" },
+            },
+            strict: true,
+        }).values
+    } catch (e) {
+        error(`${(e as Error).message}\n${USAGE}`)
+        return 2
+    }
+    if (v.help) {
+        log(USAGE)
+        return 0
+    }
+    if (typeof v.dir !== "string" || typeof v.from !== "string") {
+        error(`--dir and --from are required\n${USAGE}`)
+        return 2
+    }
+    const env = readEnvSettings()
+    const owner = (v.owner as string) ?? String(env.GITHUB_OWNER ?? "")
+    const repo = (v.repo as string) ?? String(env.GITHUB_REPO ?? "")
+    if (!owner || !repo) {
+        error(`no --owner/--repo and no GITHUB_OWNER/GITHUB_REPO in .env.defaults or .env.local\n${USAGE}`)
+        return 2
+    }
+    try {
+        const m = publishLocal({ dir: v.dir, from: v.from, owner, repo, public: !!v.public })
+        log(`published ${m.tag}${m.prerelease ? " (pre-release)" : ""} of ${owner}/${repo} into ${v.dir}: ${m.assets.map(a => a.name).join(", ")}`)
+        return 0
+    } catch (e) {
+        if (!(e instanceof PublishError)) throw e
+        error(`release:publish-local: ${e.message}; nothing published`)
+        return 1
+    }
+}
+
+if (require.main === module) process.exitCode = main(process.argv.slice(2))
