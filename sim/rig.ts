@@ -9,6 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { startReleaseServer, writeRelease, ReleaseServer, FaultPlan } from "../tools/release-server"
 import { SimDevice } from "./device-sim"
+import { inspectImage } from "../tools/esp-image"
 import { SimFlash } from "./flash"
 import { buildProgram } from "./program"
 import { bootedImage, createFlash, deviceSettings, oldImage, runOnce, RunOnceOptions, RunResult } from "./run-once"
@@ -98,9 +99,10 @@ export class Rig {
             return "bricked" // nothing bootable
         }
         if (booted.slot === "ota_0" && !booted.pendingVerify && booted.sha256 === OLD_IMAGE_SHA256) return "old"
-        const sha = createHash("sha256").update(image).digest("hex")
+        // (bootedImage hashes the image up to its appended SHA-256, without a signature sector)
+        const sha = createHash("sha256").update(image.subarray(0, inspectImage(image).imageLength || image.length)).digest("hex")
         if (booted.sha256 === sha) {
-            // the slot holds exactly the asset's bytes
+            // the slot holds exactly the asset's bytes (a signature sector included)
             const flash = SimFlash.open(flashFile)
             try {
                 const slot = flash.partition(booted.slot)
