@@ -5,14 +5,19 @@
 // panic of the program ends a --once run with {"result":"error","error":"vm panic
 // 60004 (out of memory)","panic":60004,...} and exit code 1, unless --allow-panics (the
 // runtime then restarts the program ~5 s after each panic, as on the device).
-import { existsSync } from "node:fs"
+// --trusted-key PUB.pem makes it a signing device: its OTA server installs only firmware
+// signed with that key's private half (services/otaupdater.md "Signed apps").
+import { existsSync, readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
+import type { KeyObject } from "node:crypto"
 import { SimDevice } from "./device-sim"
+import { loadPublicKey } from "../tools/secure-boot"
 import { buildProgram, readEnvSettings } from "./program"
 import { createFlash, runOnce, RunResult } from "./run-once"
 
 const USAGE = `usage: npm run device -- --api URL --owner O --repo R [--token T] [--asset GLOB]
-         --flash FILE [--once] [--checks N] [--interval S] [--timeout S] [--allow-panics] [--no-build] [--verbose]`
+         --flash FILE [--once] [--checks N] [--interval S] [--timeout S] [--allow-panics] [--no-build] [--verbose]
+         [--trusted-key PUB.pem]`
 
 function parse(argv: string[]) {
     const { values } = parseArgs({
@@ -31,6 +36,7 @@ function parse(argv: string[]) {
             verbose: { type: "boolean", default: false },
             "allow-panics": { type: "boolean", default: false },
             "no-build": { type: "boolean", default: false },
+            "trusted-key": { type: "string" },
         },
     })
     return values
@@ -56,6 +62,15 @@ async function main() {
     if (args.asset) settings.ASSET_PATTERN = args.asset
     if (args.interval) settings.CHECK_SECONDS = +args.interval
 
+    let trustedKey: KeyObject | undefined
+    if (args["trusted-key"]) {
+        try {
+            trustedKey = loadPublicKey(readFileSync(args["trusted-key"]))
+        } catch (e) {
+            console.error(`--trusted-key ${args["trusted-key"]}: ${(e as Error).message}`)
+            return 2
+        }
+    }
     if (!existsSync(args.flash)) {
         createFlash(args.flash, "1.0.0")
         console.log(`device: new flash ${args.flash} with v1.0.0 in ota_0`)
@@ -68,6 +83,7 @@ async function main() {
         settings,
         verbose: args.verbose,
         log: line => console.log(line),
+        trustedKey,
     })
     if (!args.once) {
         await device.start()
