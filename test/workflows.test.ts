@@ -62,6 +62,7 @@ type Plain = string | number | boolean | null | Plain[] | { [key: string]: Plain
 type Step = { id?: string; name?: string; if?: Plain; uses?: string; run?: string; with?: Record<string, Plain>; env?: Record<string, Plain> }
 type Job = {
     needs?: string | string[]
+    if?: Plain
     permissions?: Plain
     env?: Record<string, Plain>
     outputs?: Record<string, string>
@@ -363,10 +364,18 @@ describe("GitHub workflows", () => {
             assert.ok(pack.run.includes(arg), `release:pack gets ${arg}`)
         const gh = publish.steps.find(s => s.run?.includes("gh release create"))
         assert.ok(gh?.run)
+        assert.match(gh.run, /assets=\(dist\/firmware-esp32s3\.bin\)\n\s*if \[\[ -f dist\/program\.devs \]\]; then assets\+=\(dist\/program\.devs\); fi/)
         assert.match(
             gh.run.replace(/\\\n\s*/g, ""),
-            /gh release create "\$TAG" dist\/firmware-esp32s3\.bin dist\/program\.devs dist\/SHA256SUMS --notes-file dist\/RELEASE_NOTES\.md --verify-tag "\$\{flags\[@\]\}"/,
+            /gh release create "\$TAG" "\$\{assets\[@\]\}" dist\/SHA256SUMS --notes-file dist\/RELEASE_NOTES\.md --verify-tag "\$\{flags\[@\]\}"/,
         )
+        // a pre-release tag: no program (the CLI stamps it vX.Y.(Z+1)-pre), the firmware alone
+        assert.equal(program.if, "needs.check.outputs.prerelease == 'false'")
+        assert.match(String(publish.if), /needs\.program\.result == 'success' \|\| \(needs\.program\.result == 'skipped' && needs\.check\.outputs\.prerelease == 'true'\)/)
+        for (const need of ["check", "test", "firmware"]) assert.match(String(publish.if), new RegExp(`needs\\.${need}\\.result == 'success'`))
+        const programDownload = stepUsing(publish, "actions/download-artifact").find(s => s.with?.name === "program")
+        assert.equal(programDownload?.if, "needs.program.result == 'success'")
+        assert.match(pack.run, /if \[\[ -f artifacts\/program\/program\.devs \]\]; then args\+=\(--program artifacts\/program\/program\.devs\); fi/)
         assert.match(gh.run, /\[\[ "\$PRERELEASE" == true \]\]; then flags\+=\(--prerelease\)/)
         assert.equal(gh.env?.PRERELEASE, "${{ needs.check.outputs.prerelease }}")
         assert.equal(gh.env?.GH_TOKEN, "${{ github.token }}")
