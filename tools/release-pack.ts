@@ -14,7 +14,7 @@
 import { createHash, type KeyObject } from "node:crypto"
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { basename, join } from "node:path"
-import { parseArgs } from "node:util"
+import { parseCommandLine } from "./cli-args"
 import { parseSemver } from "../packages/ota/src/semver"
 import { checkAppImage, ESP32S3_CHIP_ID, chipName } from "./esp-image"
 import { checkBytecode } from "./devs-image"
@@ -182,33 +182,8 @@ ${SUMS_FILE}, ${NOTES_FILE} and ${MANIFEST_FILE} into DIR. Nothing is written on
 
 /** The command line; returns the exit code (0 packed, 1 refused, 2 usage). */
 export function main(argv: string[], log = console.log, error = console.error): number {
-    let v: Record<string, string | boolean | undefined>
-    try {
-        v = parseArgs({
-            args: argv,
-            options: {
-                version: { type: "string" },
-                firmware: { type: "string" },
-                program: { type: "string" },
-                out: { type: "string" },
-                "sign-key": { type: "string" },
-                help: { type: "boolean", short: "h" },
-            },
-            strict: true,
-            allowPositionals: false,
-        }).values
-    } catch (e) {
-        error(`${(e as Error).message}\n${USAGE}`)
-        return 2
-    }
-    if (v.help) {
-        log(USAGE)
-        return 0
-    }
-    if (!v.version || !v.out) {
-        error(`--version and --out are required\n${USAGE}`)
-        return 2
-    }
+    const v = parseCommandLine(argv, { strings: ["version", "firmware", "program", "out", "sign-key"], required: ["version", "out"], usage: USAGE }, log, error)
+    if (typeof v === "number") return v
     try {
         const read = (f: string | boolean | undefined, what: string) => {
             if (typeof f !== "string") return undefined

@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { parseArgs } from "node:util"
+import { parseCommandLine } from "./cli-args"
 import { writeRelease } from "./release-server"
 import { loadRepo } from "./release-server/store"
 import { MANIFEST_FILE, NOTES_FILE, ReleaseManifest, SUMS_FILE } from "./release-pack"
@@ -77,32 +77,8 @@ O and R default to GITHUB_OWNER and GITHUB_REPO of .env.defaults / .env.local.`
 
 /** The command line; returns the exit code (0 published, 1 refused, 2 usage). */
 export function main(argv: string[], log = console.log, error = console.error): number {
-    let v: Record<string, string | boolean | undefined>
-    try {
-        v = parseArgs({
-            args: argv,
-            options: {
-                dir: { type: "string" },
-                from: { type: "string" },
-                owner: { type: "string" },
-                repo: { type: "string" },
-                public: { type: "boolean" },
-                help: { type: "boolean", short: "h" },
-            },
-            strict: true,
-        }).values
-    } catch (e) {
-        error(`${(e as Error).message}\n${USAGE}`)
-        return 2
-    }
-    if (v.help) {
-        log(USAGE)
-        return 0
-    }
-    if (typeof v.dir !== "string" || typeof v.from !== "string") {
-        error(`--dir and --from are required\n${USAGE}`)
-        return 2
-    }
+    const v = parseCommandLine(argv, { strings: ["dir", "from", "owner", "repo"], flags: ["public"], required: ["dir", "from"], usage: USAGE }, log, error)
+    if (typeof v === "number") return v
     const env = readEnvSettings()
     const owner = (v.owner as string) ?? String(env.GITHUB_OWNER ?? "")
     const repo = (v.repo as string) ?? String(env.GITHUB_REPO ?? "")
@@ -111,7 +87,7 @@ export function main(argv: string[], log = console.log, error = console.error): 
         return 2
     }
     try {
-        const m = publishLocal({ dir: v.dir, from: v.from, owner, repo, public: !!v.public })
+        const m = publishLocal({ dir: v.dir as string, from: v.from as string, owner, repo, public: !!v.public })
         log(`published ${m.tag}${m.prerelease ? " (pre-release)" : ""} of ${owner}/${repo} into ${v.dir}: ${m.assets.map(a => a.name).join(", ")}`)
         return 0
     } catch (e) {
