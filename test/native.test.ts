@@ -1,12 +1,15 @@
 // native/: the OTA updater C server (native/otaupdater) built for the host with fakes of
 // ESP-IDF, FreeRTOS, jacdac-c and the DeviceScript runtime (native/host), under
 // AddressSanitizer and UndefinedBehaviorSanitizer. Builds it (`make -C native/host`), runs
-// the C unit tests for ESP-IDF 5.0.5 and 5.5.5, and checks through the harness that the C
-// server leaves the flash the simulator reads: its resume record decodes with sim/nvs.ts and
-// sim/ota-server.ts, and sim/bootloader.ts boots what it installed.
+// the C unit tests for ESP-IDF 5.0.5, 5.5.5 and 5.0.5 with signed apps, and checks through
+// the harness that the C server leaves the flash the simulator reads: its resume record
+// decodes with sim/nvs.ts and sim/ota-server.ts, and sim/bootloader.ts boots what it
+// installed. With signed apps (firmware/sdkconfig.signed), the harness takes images signed
+// by tools/secure-boot.ts (checked with espsecure) and the C tests' signer writes what
+// tools/secure-boot.ts verifies, so the C fakes and signer agree with espsecure's format.
 import * as assert from "node:assert/strict"
 import { spawnSync } from "node:child_process"
-import { createHash } from "node:crypto"
+import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -25,6 +28,7 @@ import { SECTOR_SIZE, SimFlash } from "../sim/flash"
 import { SimNvs } from "../sim/nvs"
 import { boot } from "../sim/bootloader"
 import { RESUME_SIM_KEY, decodeResumeRecord } from "../sim/ota-server"
+import { KEY_BYTES, RSA_BYTES, SIG_BLOCK_BYTES, keyDigest, signatureSectorOffset, signImage, verifySignedImage } from "../tools/secure-boot"
 import { NATIVE_HOST_DIR, NativeBackend } from "./conformance/native-backend"
 
 const PARTITIONS_CSV = path.join(__dirname, "..", "firmware", "partitions.csv")
@@ -46,6 +50,7 @@ describe("native OTA updater (C, host build with sanitizers)", function () {
     for (const [variant, bin] of [
         ["ESP-IDF 5.0.5", "otaupdater-unit"],
         ["ESP-IDF 5.5.5", "otaupdater-unit-idf55"],
+        ["ESP-IDF 5.0.5, signed apps", "otaupdater-unit-signed"],
     ]) {
         it(`passes its C unit tests (${variant})`, function () {
             const run = spawnSync(path.join(NATIVE_HOST_DIR, "build", bin), [PARTITIONS_CSV], {
@@ -169,6 +174,130 @@ describe("native OTA updater (C, host build with sanitizers)", function () {
             assert.ok(stats.maxCallUs <= 100_000, `a main-loop call took ${stats.maxCallUs} us`)
             await backend.shutdown()
             assert.equal(bootloader(file).slot, 1)
+        })
+    })
+    describe("signed apps (firmware/sdkconfig.signed), Secure Boot v2 blocks as espsecure writes them", function () {
+        const rsa3072 = () => generateKeyPairSync("rsa", { modulusLength: 3072 }).privateKey
+        let key: KeyObject
+        let otherKey: KeyObject
+        let dir: string
+        let backend: NativeBackend
+
+        before(function () {
+            key = rsa3072()
+            otherKey = rsa3072()
+        })
+
+        beforeEach(function () {
+            dir = fs.mkdtempSync(path.join(os.tmpdir(), "native-ota-signed-"))
+            backend = new NativeBackend({ signed: true })
+        })
+
+        afterEach(async function () {
+            await backend.shutdown().catch(() => {})
+            fs.rmSync(dir, { recursive: true, force: true })
+        })
+
+        const v1 = buildAppImage({ version: "1.0.0", payloadSize: 20_000 })
+        const v2 = buildAppImage({ version: "2.0.0", payloadSize: 40_000 })
+
+        function bootloader(file: string) {
+            const flash = SimFlash.open(file)
+            try {
+                return boot(flash)
+            } finally {
+                flash.close()
+            }
+        }
+
+        /** A device with `factory` in ota_0 (booted by sim/bootloader.ts), `image` uploaded whole: what commit sent. */
+        async function commitOn(factory: Buffer, image: Buffer) {
+            const file = path.join(dir, "device.flash")
+            SimFlash.createWithImage(file, factory).close()
+            const first = bootloader(file)
+            assert.equal(first.slot, 0)
+            await backend.boot(file, { runningSlot: first.slot })
+            const b = Buffer.alloc(8)
+            b.writeUInt32LE(image.length, 0)
+            b[4] = OtaUpdaterTarget.Spare
+            const sha = createHash("sha256").update(image).digest()
+            let sent = await backend.command(OtaUpdaterCmd.Begin, Buffer.concat([b, sha]))
+            assert.equal(sent[0].payload[0], OtaUpdaterError.None)
+            for (let o = 0; o < image.length; o += WRITE_BYTES) {
+                const w = Buffer.alloc(4)
+                w.writeUInt32LE(o)
+                sent = await backend.command(OtaUpdaterCmd.Write, Buffer.concat([w, image.subarray(o, o + WRITE_BYTES)]))
+                assert.equal(sent[0].payload[4], OtaUpdaterError.None)
+            }
+            const commit = await backend.command(OtaUpdaterCmd.Commit, Buffer.alloc(0))
+            return { file, commit: commit.map(s => [s.kind, s.code, [...s.payload]]) }
+        }
+
+        it("installs a release signed with the running image's key; sim/bootloader.ts boots it", async function () {
+            const { file, commit } = await commitOn(signImage(v1, key), signImage(v2, key))
+            assert.deepEqual(commit, [
+                ["event", OtaUpdaterEvent.Ready, [1]],
+                ["report", OtaUpdaterCmd.Commit, [0, 1]],
+            ])
+            await backend.command(OtaUpdaterCmd.Reboot, Buffer.alloc(0), 200)
+            assert.equal(backend.restartRequested(), true)
+            await backend.shutdown()
+            const next = bootloader(file)
+            assert.deepEqual([next.slot, next.version, next.pendingVerify], [1, "2.0.0", true])
+        })
+
+        const tampered = () => {
+            // one payload byte changed after signing, checksum and appended SHA-256 made right again
+            const s = signImage(v2, key)
+            const len = v2.length
+            s[0x200] ^= 1 // segment 0, after the app descriptor
+            s[len - 33] ^= 1
+            createHash("sha256").update(s.subarray(0, len - 32)).digest().copy(s, len - 32)
+            return s
+        }
+        for (const [what, factory, image] of [
+            ["an unsigned release", () => signImage(v1, key), () => v2],
+            ["a release signed with another key", () => signImage(v1, key), () => signImage(v2, otherKey)],
+            ["a release changed after signing", () => signImage(v1, key), tampered],
+            ["a signed release on a device whose running image is unsigned", () => v1, () => signImage(v2, key)],
+        ] as [string, () => Buffer, () => Buffer][]) {
+            it(`bad_signature for ${what}; the running image stays the boot image`, async function () {
+                const { file, commit } = await commitOn(factory(), image())
+                assert.deepEqual(commit, [
+                    ["event", OtaUpdaterEvent.Failed, [OtaUpdaterError.BadSignature]],
+                    ["report", OtaUpdaterCmd.Commit, [OtaUpdaterError.BadSignature, 1]],
+                ])
+                assert.deepEqual([...(await backend.register(OtaUpdaterReg.LastError))], [OtaUpdaterError.BadSignature])
+                await backend.shutdown()
+                const next = bootloader(file)
+                assert.deepEqual([next.slot, next.version], [0, "1.0.0"])
+            })
+        }
+
+        it("the C tests' signer (test/signer.c) writes what tools/secure-boot.ts verifies, byte for byte but the signature", function () {
+            const keyFile = path.join(dir, "key.pem")
+            const inFile = path.join(dir, "v2.bin")
+            const outFile = path.join(dir, "v2.signed.bin")
+            fs.writeFileSync(keyFile, key.export({ type: "pkcs8", format: "pem" }))
+            fs.writeFileSync(inFile, v2)
+            const run = spawnSync(path.join(NATIVE_HOST_DIR, "build", "otaupdater-unit-signed"), ["--sign", keyFile, inFile, outFile], {
+                encoding: "utf8",
+                env: sanitizerEnv,
+            })
+            assert.equal(run.status, 0, `${run.stdout}${run.stderr}`)
+            const c = fs.readFileSync(outFile)
+            const check = verifySignedImage(c, keyDigest(key))
+            assert.ok(check.ok, check.ok ? "" : check.message)
+            // PSS signatures are randomized: everything else is the same as tools/secure-boot.ts writes
+            const ts = signImage(v2, key)
+            assert.equal(c.length, ts.length)
+            const at = signatureSectorOffset(ts)!
+            const signatureAt = at + 4 + 32 + KEY_BYTES // magic, version, reserved, digest, key: then the signature
+            const crcEnd = signatureAt + RSA_BYTES + 4 // and the CRC-32 over all of it
+            assert.deepEqual(c.subarray(0, signatureAt), ts.subarray(0, signatureAt))
+            assert.deepEqual(c.subarray(crcEnd), ts.subarray(crcEnd))
+            assert.equal(c.length - at, 4096)
+            assert.ok(c.subarray(at + SIG_BLOCK_BYTES).every(x => x === 0xff))
         })
     })
 })

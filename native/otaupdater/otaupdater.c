@@ -8,6 +8,9 @@
 // DeviceScript programs (target `program`) are staged in the `progstage` partition, checked
 // with the runtime's devs_verify, then copied into the program store with
 // devsmgr_deploy_start/_write under a program record in NVS.
+// On a device that accepts only signed apps (CONFIG_SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT,
+// firmware/sdkconfig.signed), commit also tells a bad Secure Boot v2 signature
+// (bad_signature) from other defects, which esp_ota_end reports alike.
 //
 // Threads: everything runs on the Jacdac main task (jd_send panics anywhere else,
 // devicescript-esp32 main/main.c target_in_irq), which also runs the VM and the sockets
@@ -59,6 +62,16 @@
 #define OTAUPDATER_HAVE_OTA_RESUME 0
 #endif
 
+// Signed apps without hardware secure boot (spec "Signed apps"): esp_ota_end and
+// esp_ota_set_boot_partition refuse an image whose signature does not verify with the
+// running app's key, with the same ESP_ERR_OTA_VALIDATE_FAILED as any other defect.
+#if CONFIG_SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT
+#include "esp_secure_boot.h"
+#define OTAUPDATER_SIGNED_APPS 1
+#else
+#define OTAUPDATER_SIGNED_APPS 0
+#endif
+
 static const char *TAG = "otaupdater";
 
 // --- constants of the spec (all codes from jd_otaupdater_spec.h) ----------------------
@@ -78,6 +91,7 @@ static const char *TAG = "otaupdater";
 #define E_INVALID_STATE JD_OTA_UPDATER_ERROR_INVALID_STATE
 #define E_INCOMPLETE JD_OTA_UPDATER_ERROR_INCOMPLETE
 #define E_BAD_TARGET JD_OTA_UPDATER_ERROR_BAD_TARGET
+#define E_BAD_SIGNATURE JD_OTA_UPDATER_ERROR_BAD_SIGNATURE
 
 #define S_IDLE JD_OTA_UPDATER_STATE_IDLE
 #define S_RECEIVING JD_OTA_UPDATER_STATE_RECEIVING
@@ -96,6 +110,7 @@ static const char *TAG = "otaupdater";
 
 #define SHA_LEN 32
 #define IMAGE_HEADER_LEN 24 // sizeof(esp_image_header_t)
+#define SIG_BLOCK_LEN 1216  // ets_secure_boot_sig_block_t, the first of the signature sector
 #define DEVS_MAGIC0 0x53766544u // "DevS", devs_bytecode.h
 #define DEVS_MAGIC1 0xf1296e0au
 #define DEVS_HEADER_LEN 112 // sizeof(devs_img_header_t): devs_verify asserts size > this
@@ -1217,6 +1232,12 @@ static void step_reject(srv_t *state, const job_result_t *res) {
 
 // --- the worker task ------------------------------------------------------------------------
 
+/** Where check_layout found the image to end. */
+typedef struct {
+    uint32_t end;       // header, segments, padding, checksum byte, appended SHA-256 if any
+    bool hash_appended; // the last 32 bytes before `end` are the SHA-256 of those before
+} layout_t;
+
 /**
  * Reads the image layout (header, segment headers) and checks what esp_image_verify does
  * not on ESP32-S3 but the contract asks for (tools/esp-image.ts checkAppImage): at least
@@ -1224,7 +1245,7 @@ static void step_reject(srv_t *state, const job_result_t *res) {
  * the whole image (up to its checksum byte and appended SHA-256) within the image_size
  * bytes received (esp_image_verify reads the partition, where stale bytes may follow).
  */
-static uint8_t check_layout(const esp_partition_t *part, uint32_t image_size) {
+static uint8_t check_layout(const esp_partition_t *part, uint32_t image_size, layout_t *layout) {
     esp_image_header_t h;
     if (image_size < sizeof(h))
         return E_NOT_APP_IMAGE;
@@ -1247,11 +1268,75 @@ static uint8_t check_layout(const esp_partition_t *part, uint32_t image_size) {
             return E_NOT_APP_IMAGE;
     }
     uint64_t end = pos + (15 - pos % 16) + 1 + (h.hash_appended ? SHA_LEN : 0);
-    return end <= image_size ? E_NONE : E_NOT_APP_IMAGE;
+    if (end > image_size)
+        return E_NOT_APP_IMAGE;
+    layout->end = (uint32_t)end;
+    layout->hash_appended = h.hash_appended != 0;
+    return E_NONE;
 }
 
+#if OTAUPDATER_SIGNED_APPS
+/**
+ * The appended SHA-256 of an image whose signature verified. esp_image_verify does not
+ * check it when it checks a signature (it hashes it along with the rest), but the
+ * bootloader, which checks no signature without hardware secure boot, does before it
+ * boots the image: such an image would be switched to and then never started. Reads the
+ * slot through the cache, as esp_image_verify does.
+ */
+static uint8_t check_appended_hash(const esp_partition_t *part, uint32_t end) {
+    const void *img = NULL;
+    esp_partition_mmap_handle_t map;
+    if (esp_partition_mmap(part, 0, end, ESP_PARTITION_MMAP_DATA, &img, &map) != ESP_OK)
+        return E_FLASH_WRITE;
+    uint8_t digest[SHA_LEN];
+    mbedtls_sha256_context sha;
+    mbedtls_sha256_init(&sha);
+    mbedtls_sha256_starts(&sha, 0);
+    mbedtls_sha256_update(&sha, (const uint8_t *)img, end - SHA_LEN);
+    mbedtls_sha256_finish(&sha, digest);
+    mbedtls_sha256_free(&sha);
+    bool same = memcmp(digest, (const uint8_t *)img + end - SHA_LEN, SHA_LEN) == 0;
+    esp_partition_munmap(map);
+    if (!same)
+        ESP_LOGW(TAG, "signed image: appended SHA-256 does not match");
+    return same ? E_NONE : E_NOT_APP_IMAGE;
+}
+
+/**
+ * Signed apps (spec "Signed apps"), once the layout is known to be right, with what
+ * esp_ota_end said (`verify_err`): bad_signature when the first signature block is not
+ * among the bytes received (beyond image_size the slot holds whatever was there before),
+ * or when esp_ota_end refused the image and esp_secure_boot_verify_signature, which runs
+ * the same check as esp_image_verify (the slot hashed up to `end` padded to 4 KB, the block
+ * at that offset, the running app's key), refuses it too. When esp_ota_end accepted it, the
+ * appended SHA-256 (check_appended_hash). Otherwise E_NONE: `verify_err` decides.
+ */
+static uint8_t check_signed_app(const esp_partition_t *part, uint32_t image_size, const layout_t *layout,
+                                esp_err_t verify_err) {
+    uint64_t sector = ((uint64_t)layout->end + SECTOR - 1) / SECTOR * SECTOR;
+    if (sector + SIG_BLOCK_LEN > image_size) {
+        ESP_LOGW(TAG, "no signature block in the %" PRIu32 " bytes received", image_size);
+        return E_BAD_SIGNATURE;
+    }
+    if (verify_err == ESP_OK)
+        return layout->hash_appended ? check_appended_hash(part, layout->end) : E_NONE;
+    esp_err_t err = esp_secure_boot_verify_signature(part->address, layout->end);
+    if (err != ESP_OK) {
+        ESP_LOGW(TAG, "signature: %s", esp_err_to_name(err));
+        return E_BAD_SIGNATURE;
+    }
+    return E_NONE; // signed right: something else is wrong
+}
+#endif
+
+/**
+ * commit's whole-image checks (worker): the layout, esp_ota_end (or esp_image_verify for
+ * an update written with esp_partition_*), with signed apps the signature before anything
+ * else esp_ota_end may have found, then the app descriptor.
+ */
 static void job_verify_app(const job_t *job, job_result_t *res) {
-    uint8_t error = check_layout(job->part, job->image_size);
+    layout_t layout = {0};
+    uint8_t error = check_layout(job->part, job->image_size, &layout);
     esp_err_t err = ESP_OK;
     if (job->ota_open) {
         err = esp_ota_end(job->handle); // releases the handle in every case
@@ -1260,6 +1345,10 @@ static void job_verify_app(const job_t *job, job_result_t *res) {
         const esp_partition_pos_t pos = {.offset = job->part->address, .size = job->part->size};
         err = esp_image_verify(ESP_IMAGE_VERIFY, &pos, &md);
     }
+#if OTAUPDATER_SIGNED_APPS
+    if (error == E_NONE)
+        error = check_signed_app(job->part, job->image_size, &layout, err);
+#endif
     if (error == E_NONE && err != ESP_OK)
         error = E_NOT_APP_IMAGE;
     if (error == E_NONE) {

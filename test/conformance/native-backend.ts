@@ -23,7 +23,9 @@
 //
 // The harness is built with `make -C native/host` the first time a backend starts (a no-op
 // when it is up to date). OTA_NATIVE_IDF=5.5 selects the ESP-IDF 5.5.5 build (esp_ota_resume);
-// the default is 5.0.5, what firmware/build.sh builds the runtime with.
+// the default is 5.0.5, what firmware/build.sh builds the runtime with. `signed: true` selects
+// the 5.0.5 build of a device that accepts only signed apps (firmware/sdkconfig.signed; the
+// trusted key is that of the signed image in the running slot).
 import { ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process"
 import * as path from "node:path"
 import { BootInfo, ConformanceBackend, Sent } from "./backend"
@@ -37,18 +39,22 @@ export interface NativeBackendOptions {
     budgetMs?: number
     /** Forward the harness's stderr (server logs with OTA_HOST_LOG=1, sanitizer reports). */
     verbose?: boolean
+    /** A device built with firmware/sdkconfig.signed (ESP-IDF 5.0.5 only): commit checks Secure Boot v2 signatures. */
+    signed?: boolean
 }
 
-/** Path of the harness binary for an ESP-IDF version. */
-export function harnessPath(idf: "5.0" | "5.5" = "5.0"): string {
-    return path.join(NATIVE_HOST_DIR, "build", idf === "5.5" ? "otaupdater-harness-idf55" : "otaupdater-harness")
+/** Path of the harness binary for an ESP-IDF version (`signed`: the signed-apps build, 5.0.5). */
+export function harnessPath(idf: "5.0" | "5.5" = "5.0", signed = false): string {
+    if (signed && idf !== "5.0") throw new Error("the signed-apps harness is built for ESP-IDF 5.0.5 only")
+    const name = signed ? "otaupdater-harness-signed" : idf === "5.5" ? "otaupdater-harness-idf55" : "otaupdater-harness"
+    return path.join(NATIVE_HOST_DIR, "build", name)
 }
 
 const builtTargets = new Set<string>()
 
 /** `make -C native/host <harness>` once per process; throws with make's output on failure. */
-export function buildNativeHarness(idf: "5.0" | "5.5" = "5.0"): string {
-    const bin = harnessPath(idf)
+export function buildNativeHarness(idf: "5.0" | "5.5" = "5.0", signed = false): string {
+    const bin = harnessPath(idf, signed)
     if (!builtTargets.has(bin)) {
         try {
             execFileSync("make", ["-C", NATIVE_HOST_DIR, "--no-print-directory", path.relative(NATIVE_HOST_DIR, bin)], {
@@ -86,8 +92,9 @@ export class NativeBackend implements ConformanceBackend {
     private readonly idf: "5.0" | "5.5"
 
     constructor(private readonly options: NativeBackendOptions = {}) {
-        this.idf = options.idf ?? (process.env.OTA_NATIVE_IDF === "5.5" ? "5.5" : "5.0")
-        this.name = `native (ESP-IDF ${this.idf})`
+        this.idf = options.idf ?? (options.signed ? "5.0" : process.env.OTA_NATIVE_IDF === "5.5" ? "5.5" : "5.0")
+        this.name = `native (ESP-IDF ${this.idf}${options.signed ? ", signed apps" : ""})`
+        if (options.signed) harnessPath(this.idf, true) // throws for 5.5
     }
 
     async boot(flashFile: string, info: BootInfo): Promise<Sent[]> {
@@ -181,7 +188,7 @@ export class NativeBackend implements ConformanceBackend {
 
     private start() {
         if (this.proc) return
-        const bin = buildNativeHarness(this.idf)
+        const bin = buildNativeHarness(this.idf, this.options.signed)
         this.exitError = undefined
         this.stderrTail = []
         const proc = spawn(bin, [], {

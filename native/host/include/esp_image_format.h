@@ -1,5 +1,6 @@
 // Host fake of ESP-IDF components/bootloader_support/include/esp_image_format.h (v5.5.5):
-// esp_image_verify and its metadata struct, exact. Implemented in src/fake_image.c.
+// esp_image_verify, esp_image_get_metadata and the metadata struct, exact. Implemented in
+// src/fake_image.c.
 #pragma once
 #include <stdbool.h>
 #include "esp_err.h"
@@ -30,3 +31,4 @@ typedef enum {
 } esp_image_load_mode_t;
 
 esp_err_t esp_image_verify(esp_image_load_mode_t mode, const esp_partition_pos_t *part, esp_image_metadata_t *data);
+esp_err_t esp_image_get_metadata(const esp_partition_pos_t *part, esp_image_metadata_t *metadata);

@@ -99,6 +99,14 @@ esp_err_t fake_image_check(uint32_t part_addr, uint32_t part_size, uint32_t *ima
 uint32_t fake_crc32_le(uint32_t crc, const uint8_t *buf, size_t len);
 /** esp_image_verify runs so far on the main task and on other tasks. */
 void fake_image_verify_counts(long *on_main, long *on_tasks);
+/**
+ * Signed apps (src/fake_secure_boot.c): the signature step of esp_image_verify, the SHA-256
+ * of flash [start, start + padded_len) and the signature sector after it checked as
+ * esp_secure_boot_verify_sbv2_signature_block does (the running app's key). ESP_OK when valid.
+ */
+esp_err_t fake_sbv2_check_flash(uint32_t start, uint32_t padded_len);
+/** esp_secure_boot_verify_signature calls so far on the main task and on other tasks. */
+void fake_verify_signature_counts(long *on_main, long *on_tasks);
 
 // --- NVS (sim/nvs.ts format in the `nvs` partition) ----------------------------------------------------
 void fake_nvs_reset(void);

@@ -8,6 +8,10 @@
 //   5.0 computes last_sector = (wrote_size + size) / 4096, so a write that ends on a sector
 //   boundary also erases the next sector (and a zero-length write at a boundary erases one);
 // - esp_ota_resume exists in 5.5 only.
+// Signed apps (FAKE_SIGNED_APPS builds): nothing here changes; every image check goes through
+// esp_image_verify (src/fake_image.c), which then checks the signature with the running app's
+// key, so esp_ota_end, esp_ota_set_boot_partition and esp_ota_check_rollback_is_possible
+// refuse a badly signed image with ESP_ERR_OTA_VALIDATE_FAILED like any other defect.
 // otadata: two esp_ota_select_entry_t at the otadata partition + 0 and + 4096; CRC of
 // ota_seq = esp_rom_crc32_le(UINT32_MAX, &seq, 4); the running slot is what the harness
 // says the bootloader started (sim/bootloader.ts plays the bootloader between boots).
