@@ -88,7 +88,10 @@ describe("faults on the DeviceScript VM", function () {
     })
 
     it("input 3: a storage host that ignores Range and drops once at 15%: never re-read per chunk beyond one chunk a request", async () => {
-        const img = image(24, 3)
+        // (the host sends the whole image in every 200, so the drop fires in the first
+        // response; 15% of 8 KB lies inside the first chunk the device keeps of it)
+        const img = image(8, 3)
+        assert.ok(Math.floor(img.length * 0.15) < CHUNK_BYTES)
         const x = await update({ ignoreRange: true, drops: [{ origin: "storage", at: Math.floor(img.length * 0.15) }] }, img)
         assertUpdated(x)
         assert.equal(x.committed!.rangeIgnored, true)

@@ -11,7 +11,7 @@ import { GithubConfig, GithubError, apiError, apiOptions } from "./github"
 import { Backoff } from "./backoff"
 
 /** Bytes asked for in one Range request at most: what may arrive into the VM at once. */
-export const CHUNK_BYTES = 4096
+export const CHUNK_BYTES = 2048
 /** A request waits until the sink can take this much (or the rest of the asset). */
 const MIN_CHUNK_BYTES = 2048
 /** Consecutive failed attempts (no byte gained) before the download gives up. */
