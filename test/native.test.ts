@@ -39,6 +39,17 @@ const sanitizerEnv = {
     UBSAN_OPTIONS: "print_stacktrace=1:halt_on_error=1",
 }
 
+
+/** What the bootloader (sim/bootloader.ts) boots from the flash file now. */
+function bootloader(file: string) {
+    const flash = SimFlash.open(file)
+    try {
+        return boot(flash)
+    } finally {
+        flash.close()
+    }
+}
+
 describe("native OTA updater (C, host build with sanitizers)", function () {
     this.timeout(300_000)
 
@@ -84,14 +95,6 @@ describe("native OTA updater (C, host build with sanitizers)", function () {
         const v2 = buildAppImage({ version: "2.0.0", payloadSize: 40_000 })
         const sha = createHash("sha256").update(v2).digest()
 
-        function bootloader(file: string) {
-            const flash = SimFlash.open(file)
-            try {
-                return boot(flash)
-            } finally {
-                flash.close()
-            }
-        }
 
         const begin = (size: number, flags: number, sha256: Buffer) => {
             const b = Buffer.alloc(8)
@@ -201,14 +204,6 @@ describe("native OTA updater (C, host build with sanitizers)", function () {
         const v1 = buildAppImage({ version: "1.0.0", payloadSize: 20_000 })
         const v2 = buildAppImage({ version: "2.0.0", payloadSize: 40_000 })
 
-        function bootloader(file: string) {
-            const flash = SimFlash.open(file)
-            try {
-                return boot(flash)
-            } finally {
-                flash.close()
-            }
-        }
 
         /** A device with `factory` in ota_0 (booted by sim/bootloader.ts), `image` uploaded whole: what commit sent. */
         async function commitOn(factory: Buffer, image: Buffer) {

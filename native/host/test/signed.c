@@ -488,11 +488,6 @@ static void test_rollback(void) {
 
 // --- main -------------------------------------------------------------------------------------------
 
-typedef struct {
-    const char *name;
-    void (*fn)(void);
-} test_t;
-
 static const test_t TESTS[] = {
     {"signed_update_commits", test_signed_update_commits},
     {"unsigned_refused", test_unsigned_refused},
@@ -559,17 +554,7 @@ int main(int argc, char **argv) {
     flash_put_image(g_signed_base, 0, s1.data, s1.len);
     g_unsigned_base = make_flash(argv[1]);
     flash_put_image(g_unsigned_base, 0, v1.data, v1.len);
-    int ran = 0;
-    for (size_t i = 0; i < sizeof(TESTS) / sizeof(TESTS[0]); i++) {
-        bool selected = argc == 2;
-        for (int a = 2; a < argc; a++)
-            selected |= strcmp(argv[a], TESTS[i].name) == 0;
-        if (!selected)
-            continue;
-        printf("%s (ESP-IDF %d.%d, signed apps)\n", TESTS[i].name, ESP_IDF_VERSION_MAJOR, ESP_IDF_VERSION_MINOR);
-        TESTS[i].fn();
-        ran++;
-    }
+    int ran = run_tests(TESTS, sizeof(TESTS) / sizeof(TESTS[0]), argc, argv, ", signed apps");
     dev_power_off();
     fake_flash_close();
     free(g_signed_base), free(g_unsigned_base), free(v1.data), free(s1.data);

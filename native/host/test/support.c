@@ -6,6 +6,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 #include "support.h"
+#include "esp_idf_version.h"
 #include "jd_otaupdater_spec.h"
 #include "jd_protocol.h"
 
@@ -469,4 +470,19 @@ uint8_t reg_u8(uint16_t reg) {
     int n = dev_register(reg, b, sizeof(b));
     CHECK_EQ(n, 1);
     return b[0];
+}
+
+int run_tests(const test_t *tests, size_t count, int argc, char **argv, const char *label) {
+    int ran = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool selected = argc == 2;
+        for (int a = 2; a < argc; a++)
+            selected |= strcmp(argv[a], tests[i].name) == 0;
+        if (!selected)
+            continue;
+        printf("%s (ESP-IDF %d.%d%s)\n", tests[i].name, ESP_IDF_VERSION_MAJOR, ESP_IDF_VERSION_MINOR, label);
+        tests[i].fn();
+        ran++;
+    }
+    return ran;
 }

@@ -81,3 +81,15 @@ commit_report_t client_commit(void);
 int client_simple(uint16_t cmd);
 uint32_t reg_u32(uint16_t reg);
 uint8_t reg_u8(uint16_t reg);
+
+/** One named test of a test binary. */
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} test_t;
+
+/**
+ * Runs the tests named in argv[2..] (all of them when none is named), printing each name
+ * with `label`; returns how many ran.
+ */
+int run_tests(const test_t *tests, size_t count, int argc, char **argv, const char *label);

@@ -592,11 +592,6 @@ static void test_resume_record_format(void) {
 
 // --- main -------------------------------------------------------------------------------------------
 
-typedef struct {
-    const char *name;
-    void (*fn)(void);
-} test_t;
-
 static const test_t TESTS[] = {
     {"write_before_erase", test_write_before_erase},
     {"resume_record_format", test_resume_record_format},
@@ -623,17 +618,7 @@ int main(int argc, char **argv) {
     g_base = make_flash(g_csv);
     g_v1 = build_app_image("1.0.0", 20000, 9, 1, &g_v1_len);
     flash_put_image(g_base, 0, g_v1, g_v1_len);
-    int ran = 0;
-    for (size_t i = 0; i < sizeof(TESTS) / sizeof(TESTS[0]); i++) {
-        bool selected = argc == 2;
-        for (int a = 2; a < argc; a++)
-            selected |= strcmp(argv[a], TESTS[i].name) == 0;
-        if (!selected)
-            continue;
-        printf("%s (ESP-IDF %d.%d)\n", TESTS[i].name, ESP_IDF_VERSION_MAJOR, ESP_IDF_VERSION_MINOR);
-        TESTS[i].fn();
-        ran++;
-    }
+    int ran = run_tests(TESTS, sizeof(TESTS) / sizeof(TESTS[0]), argc, argv, "");
     dev_power_off();
     fake_flash_close();
     free(g_base);
