@@ -37,6 +37,7 @@ function parse(argv: string[]) {
             "allow-panics": { type: "boolean", default: false },
             "no-build": { type: "boolean", default: false },
             "trusted-key": { type: "string" },
+            help: { type: "boolean", short: "h" },
         },
     })
     return values
@@ -49,6 +50,10 @@ async function main() {
     } catch (e) {
         console.error(`${(e as Error).message}\n${USAGE}`)
         return 2
+    }
+    if (args.help) {
+        console.log(USAGE)
+        return 0
     }
     if (!args.flash) {
         console.error(USAGE)

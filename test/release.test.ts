@@ -157,6 +157,31 @@ describe("release:pack and release:publish-local (the release workflow on a lapt
             await expectBadSignature("otherkey", readFileSync(join(out, FIRMWARE_ASSET)))
         })
 
+        it("a refused asset is not downloaded again at the next checks", async () => {
+            const out = outDir()
+            pack({ version: "v1.2.0", firmware: fw120, out })
+            publishLocal({ dir: rig.releases, from: out, owner: OWNER, repo: "again" })
+            const errors: string[] = []
+            const storageRequests = () => rig.server.requests.filter(q => q.origin === "storage").length
+            let afterFirst = -1
+            const run = await rig.run("again", "again.flash", {
+                trustedKey: pub,
+                allowErrors: true,
+                until: s => {
+                    if (s.event !== "error") return undefined
+                    errors.push(s.error)
+                    if (errors.length === 1) afterFirst = storageRequests()
+                    return errors.length >= 3 ? { result: "error", error: s.error } : undefined
+                },
+            })
+            assert.match(errors[0], /bad_signature/)
+            for (const e of errors.slice(1))
+                assert.match(e, /release v1\.2\.0: firmware-esp32s3\.bin was refused \(bad_signature\); not downloaded again, waiting for a newer release/)
+            assert.ok(afterFirst > 0)
+            assert.equal(storageRequests(), afterFirst, "no storage request after the refusal")
+            assertStillOld(run.flashFile)
+        })
+
         it("a signed image tampered with on the storage host (checksum and SHA-256 made consistent)", async () => {
             const signed = signImage(fw120, key)
             const tampered = retouch(signed, 777)
@@ -202,7 +227,17 @@ describe("release:pack and release:publish-local (the release workflow on a lapt
             expectRefused({ version: "v1.2", firmware: fw120 }, /not semver/)
         })
         it("firmware already signed by another key than --sign-key", () =>
-            expectRefused({ version: "v1.2.0", firmware: signImage(fw120, otherKey), signKey: key }, /already signed, but not by this key: signed with another key/))
+            expectRefused({ version: "v1.2.0", firmware: signImage(fw120, otherKey), signKey: key }, /already signed, and the signature does not verify with --sign-key: signed with another key/))
+        it("firmware with a signature sector that does not verify, packed without a key", () => {
+            const signed = signImage(fw120, key)
+            signed[Math.ceil(fw120.length / 4096) * 4096 + 900] ^= 1
+            expectRefused({ version: "v1.2.0", firmware: signed }, /has a signature sector that does not verify: signature block 0 is not valid/)
+            const retouched = retouch(signImage(fw120, key), 5)
+            expectRefused({ version: "v1.2.0", firmware: retouched }, /has a signature sector that does not verify: the signature does not match the image's bytes/)
+        })
+        it("a tag with build metadata", () => expectRefused({ version: "v1.2.0+b1", firmware: fw120 }, /no build metadata/))
+        it("a pre-release program, which the pinned CLI cannot stamp with its tag", () =>
+            expectRefused({ version: "v1.2.1-rc.1", program: buildProgram({ version: "v1.2.0" }) }, /a pre-release carries firmware only/))
         it("an --out folder that holds other files", () => {
             const out = outDir()
             mkdirSync(out)
@@ -210,6 +245,16 @@ describe("release:pack and release:publish-local (the release workflow on a lapt
             assert.throws(() => pack({ version: "v1.2.0", firmware: fw120, out }), /holds other files \(notes\.txt\)/)
             assert.deepEqual(readdirSync(out), ["notes.txt"])
         })
+    })
+
+    it("firmware signed before packing (build.sh --signed) and packed without the key: kept, noted as checked against its own key", () => {
+        const out = outDir()
+        const signed = signImage(fw120, key)
+        const m = pack({ version: "v1.2.0", firmware: signed, out })
+        assert.deepEqual(readFileSync(join(out, FIRMWARE_ASSET)), signed)
+        assert.equal(m.firmware?.signedBy, keyDigest(pub).toString("hex"))
+        assert.equal(m.firmware?.signatureUnchecked, true)
+        assert.match(readFileSync(join(out, NOTES_FILE), "utf8"), /signed \(Secure Boot v2 RSA-3072, key digest `[0-9a-f]{64}`; packed without the key/)
     })
 
     describe("the command lines", () => {
@@ -249,7 +294,7 @@ describe("release:pack and release:publish-local (the release workflow on a lapt
             writeFileSync(fwPath, good)
             const errors: string[] = []
             assert.equal(publishMain(["--dir", releases, "--from", out, "--owner", "o", "--repo", "r"], () => {}, l => errors.push(l)), 0)
-            assert.deepEqual(loadRepo(releases, "o", "r")?.releases.map(r => [r.tag, r.prerelease, r.assets.map(a => a.name)]), [["v1.2.0", false, [FIRMWARE_ASSET]]])
+            assert.deepEqual(loadRepo(releases, "o", "r")?.releases.map(r => [r.tag, r.prerelease, r.assets.map(a => a.name).sort()]), [["v1.2.0", false, [FIRMWARE_ASSET, SUMS_FILE].sort()]])
             assert.equal(publishMain(["--dir", releases, "--from", out, "--owner", "o", "--repo", "r"], () => {}, l => errors.push(l)), 1)
             assert.match(errors.join("\n"), /o\/r already has a release v1\.2\.0/)
             assert.equal(publishMain(["--from", out], () => {}, () => {}), 2)

@@ -13,12 +13,12 @@
 // asset). A refusal writes nothing and exits 1.
 import { createHash, type KeyObject } from "node:crypto"
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
-import { basename, join } from "node:path"
+import { join } from "node:path"
 import { parseCommandLine } from "./cli-args"
 import { parseSemver } from "../packages/ota/src/semver"
 import { checkAppImage, ESP32S3_CHIP_ID, chipName } from "./esp-image"
 import { checkBytecode } from "./devs-image"
-import { keyDigest, loadSigningKey, signatureSectorOffset, signImage, SIG_BLOCK_MAGIC, verifySignedImage } from "./secure-boot"
+import { keyDigest, loadSigningKey, signatureSectorOffset, signerKeyDigest, signImage, SIG_BLOCK_MAGIC, verifySignedImage } from "./secure-boot"
 
 export const FIRMWARE_ASSET = `firmware-${chipName(ESP32S3_CHIP_ID)}.bin`
 export const PROGRAM_ASSET = "program.devs"
@@ -32,7 +32,8 @@ export interface ReleaseManifest {
     tag: string // "v1.2.0-rc.1"
     prerelease: boolean // the tag has a semver pre-release part
     assets: { name: string; size: number; sha256: string }[]
-    firmware?: { version: string; projectName: string; idfVersion: string; chip: string; signedBy?: string } // signedBy: key digest, hex
+    // signedBy: key digest, hex; signatureUnchecked: signed before packing, no --sign-key to check the key
+    firmware?: { version: string; projectName: string; idfVersion: string; chip: string; signedBy?: string; signatureUnchecked?: boolean }
     program?: { version: string }
 }
 
@@ -67,21 +68,30 @@ export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { by
     const signed = image.length > check.info.imageLength && image[signatureSectorOffset(image) ?? image.length] === SIG_BLOCK_MAGIC
     let bytes = image
     let signedBy: string | undefined
+    let unchecked = false // signed, but no key was given to check it against
     if (key) {
         const trusted = keyDigest(key)
         if (signed) {
             const v = verifySignedImage(image, trusted)
-            if (!v.ok) throw new PackError(`firmware: already signed, but not by this key: ${v.message}`)
+            if (!v.ok) throw new PackError(`firmware: already signed, and the signature does not verify with --sign-key: ${v.message}`)
         } else bytes = signImage(image, key)
         const v = verifySignedImage(bytes, trusted)
         if (!v.ok) throw new PackError(`firmware: signature check after signing failed: ${v.message}`)
         signedBy = trusted.toString("hex")
-    } else if (image.length > check.info.imageLength && !signed) {
+    } else if (signed) {
+        // (build.sh --signed output packed without the key: at least it must verify with its own key)
+        const own = signerKeyDigest(image)
+        const v = own && verifySignedImage(image, own)
+        if (!v || !v.ok)
+            throw new PackError(`firmware: has a signature sector that does not verify: ${v ? v.message : "signature block 0 is not valid (magic or CRC-32)"}`)
+        signedBy = own.toString("hex")
+        unchecked = true
+    } else if (image.length > check.info.imageLength) {
         throw new PackError(`firmware: ${image.length - check.info.imageLength} bytes follow the image and are not a signature sector`)
     }
     return {
         bytes,
-        info: { version: desc.version, projectName: desc.projectName, idfVersion: desc.idfVersion, chip: check.info.chipName, signedBy },
+        info: { version: desc.version, projectName: desc.projectName, idfVersion: desc.idfVersion, chip: check.info.chipName, signedBy, ...(unchecked ? { signatureUnchecked: true } : {}) },
     }
 }
 
@@ -91,7 +101,13 @@ export function checkProgram(program: Buffer, tag: string): NonNullable<ReleaseM
     if (!check.ok) throw new PackError(`program: ${check.message}`)
     if (!check.version) throw new PackError(`program: no "@version" in the bytecode (build it in a git work tree or a folder with package.json)`)
     if (!sameVersion(check.version, tag))
-        throw new PackError(`program: bytecode version is "${check.version}", the tag is ${tag} (build it from the tagged commit, with package.json's version = the tag)`)
+        throw new PackError(
+            `program: bytecode version is "${check.version}", the tag is ${tag} (` +
+                (tag.includes("-")
+                    ? "a pre-release carries firmware only: devicescript 2.16.4 stamps a program built at a tag with '-' as the next patch version"
+                    : "build it at the tagged commit, with no modified tracked file") +
+                ")"
+        )
     return { version: check.version }
 }
 
@@ -103,7 +119,10 @@ function notes(m: ReleaseManifest): string {
     lines.push("")
     if (m.firmware) {
         const f = m.firmware
-        lines.push(`Firmware ${f.version} for ${f.chip} (${f.projectName}, ESP-IDF ${f.idfVersion}), ` + (f.signedBy ? `signed (Secure Boot v2 RSA-3072, key digest \`${f.signedBy}\`).` : "unsigned."))
+        const signature = !f.signedBy
+            ? "unsigned."
+            : `signed (Secure Boot v2 RSA-3072, key digest \`${f.signedBy}\`${f.signatureUnchecked ? "; packed without the key, so checked only against the key in the block" : ""}).`
+        lines.push(`Firmware ${f.version} for ${f.chip} (${f.projectName}, ESP-IDF ${f.idfVersion}), ${signature}`)
     }
     if (m.program) lines.push(`DeviceScript program ${m.program.version}.`)
     return lines.join("\n") + "\n"
@@ -118,6 +137,7 @@ export function pack(o: PackOptions): ReleaseManifest {
     } catch {
         throw new PackError(`version "${tag}" is not semver (vMAJOR.MINOR.PATCH[-pre])`)
     }
+    if (tag.includes("+")) throw new PackError(`version "${tag}": no build metadata (+...) in a release tag (vMAJOR.MINOR.PATCH[-pre]; semver ignores it when comparing)`)
     if (!o.firmware && !o.program) throw new PackError("nothing to pack: give --firmware and/or --program")
     if (o.signKey && !o.firmware) throw new PackError("--sign-key signs the firmware: give --firmware")
     const m: ReleaseManifest = { tag, prerelease: parseSemver(tag).prerelease.length > 0, assets: [] }
@@ -169,7 +189,11 @@ export function readSigningKey(spec: string, env = process.env): KeyObject {
         return loadSigningKey(pem)
     } catch (e) {
         // never echo the key material
-        throw new PackError(`--sign-key ${spec.startsWith("env:") ? spec : basename(spec)}: ${(e as Error).message.replace(/\(.*\)$/s, "").trim()}`)
+        const encrypted = /passphrase|encrypted/i.test((e as Error).message) || /ENCRYPTED/.test(pem)
+        const why = encrypted
+            ? "an encrypted key: give it unencrypted (openssl rsa -in KEY -out PLAIN.pem), kept in a secret store"
+            : (e as Error).message.replace(/\(.*\)$/s, "").trim()
+        throw new PackError(`--sign-key ${spec}: ${why}`)
     }
 }
 

@@ -5,8 +5,8 @@
 //   npm run release:publish-local -- --dir RELEASES --from dist [--owner O --repo R]
 // Owner and repository default to GITHUB_OWNER and GITHUB_REPO of .env.defaults /
 // .env.local (what the device watches). Before writing, every asset is checked against
-// release.json and SHA256SUMS; like GitHub, an existing release of the same tag is
-// refused. A refusal publishes nothing and exits 1.
+// release.json and SHA256SUMS, which is published with them; like GitHub, an existing
+// release of the same tag is refused. A refusal publishes nothing and exits 1.
 import { createHash } from "node:crypto"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -53,7 +53,8 @@ export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
     }
     if (typeof m.tag !== "string" || !Array.isArray(m.assets) || m.assets.length === 0)
         throw new PublishError(`${file(MANIFEST_FILE)}: no tag or no assets`)
-    const sums = parseSums(existsSync(file(SUMS_FILE)) ? readFileSync(file(SUMS_FILE), "utf8") : "")
+    if (!existsSync(file(SUMS_FILE))) throw new PublishError(`${o.from} has no ${SUMS_FILE}`)
+    const sums = parseSums(readFileSync(file(SUMS_FILE), "utf8"))
     const assets = m.assets.map(a => {
         if (!existsSync(file(a.name))) throw new PublishError(`asset ${a.name} is missing from ${o.from}`)
         const data = readFileSync(file(a.name))
@@ -65,6 +66,8 @@ export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
     if (existsSync(o.dir) && loadRepo(o.dir, o.owner, o.repo)?.releases.some(r => r.tag === m.tag))
         throw new PublishError(`${o.owner}/${o.repo} already has a release ${m.tag}: publish a new version (a device never installs the same version twice)`)
     const body = existsSync(file(NOTES_FILE)) ? readFileSync(file(NOTES_FILE), "utf8") : ""
+    // SHA256SUMS is an asset too, as the release workflow publishes it (devices skip it)
+    assets.push({ name: SUMS_FILE, data: readFileSync(file(SUMS_FILE)) })
     writeRelease(o.dir, o.owner, o.repo, m.tag, { assets, body, prerelease: m.prerelease, private: o.public ? false : undefined })
     return m
 }

@@ -179,6 +179,18 @@ export function verifySignedImage(signed: Buffer, trusted: Buffer): SignatureChe
     return { ok: true, keyDigest: digest }
 }
 
+/**
+ * The key digest of a signed image's first signature block (whoever made it), or
+ * undefined when there is no valid block (magic, CRC-32) after the image.
+ */
+export function signerKeyDigest(signed: Buffer): Buffer | undefined {
+    const at = signatureSectorOffset(signed)
+    if (at === undefined || signed.length < at + SIG_BLOCK_BYTES) return undefined
+    const block = signed.subarray(at, at + SIG_BLOCK_BYTES)
+    if (block[0] !== SIG_BLOCK_MAGIC || block.readUInt32LE(CRC_AT) !== crc32(block.subarray(0, CRC_AT))) return undefined
+    return createHash("sha256").update(block.subarray(KEY_AT, KEY_AT + KEY_BYTES)).digest()
+}
+
 /** The RSA public key whose n and e a signature block carries. */
 export function publicKeyOfBlock(block: Buffer): KeyObject {
     const n = Buffer.from(block.subarray(KEY_AT, KEY_AT + RSA_BYTES)).reverse()

@@ -44,6 +44,10 @@ function olderThan(running: string, tag: string) {
 
 export class Updater {
     readonly releases: GithubReleases
+    // The asset the OTA service refused for good (not_app_image, wrong_chip,
+    // bad_signature, too_large) and why: it is not downloaded again until the release
+    // changes (or the device restarts).
+    private refused: { asset: string; code: string } = null
     /** called when the ETag to keep across reboots changed */
     onSaved: (saved: SavedEtag) => Promise<void>
 
@@ -123,6 +127,11 @@ export class Updater {
         if (maxImageSize && asset.size > maxImageSize)
             throw new ReleaseError(`release ${tag}: ${asset.name} is ${asset.size} bytes, the slot holds ${maxImageSize}`)
 
+        const identity = `${asset.url} ${asset.size} ${asset.sha256}`
+        if (this.refused && this.refused.asset === identity)
+            throw new ReleaseError(
+                `release ${tag}: ${asset.name} was refused (${this.refused.code}); not downloaded again, waiting for a newer release`
+            )
         console.log(`ota: ${from} -> ${tag}: ${asset.name}, ${asset.size} bytes`)
         const sha256 = hexToBuffer(asset.sha256)
         // Resume needs the asset's identity: size and SHA-256. A program (at most 128 KB) is
@@ -152,6 +161,7 @@ export class Updater {
             await writer.close()
             // Leave the service idle; the running image stays the boot image.
             if (!(e instanceof OtaError)) await this.ota.abort()
+            else if ((e as OtaError).final) this.refused = { asset: identity, code: (e as OtaError).code }
             throw e
         }
         const st = download.stats
