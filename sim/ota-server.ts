@@ -36,7 +36,7 @@ import {
     OtaUpdaterState,
     OtaUpdaterTarget,
 } from "../.devicescript/ts/constants"
-import { checkAppImage, ESP32S3_CHIP_ID, IMAGE_MAGIC } from "../tools/esp-image"
+import { APP_DESC_LEN, checkAppImage, ESP32S3_CHIP_ID, IMAGE_MAGIC, MAX_SEGMENTS, type ImageInfo } from "../tools/esp-image"
 import { checkBytecode, DEVS_IMAGE_HEADER_LEN, startsLikeBytecode } from "../tools/devs-image"
 import { keyDigest, verifySignedImage } from "../tools/secure-boot"
 import { SECTOR_SIZE, SimFlash } from "./flash"
@@ -135,6 +135,24 @@ function otaUpdaterServiceClass(): number {
             throw new Error(`${SERVICES_JSON} does not define the OTA updater service`)
     }
     return SRV_OTA_UPDATER
+}
+
+/**
+ * What the native server's check_layout checks before it looks at a signature: magic, 1
+ * to 16 segments, hash_appended 0 or 1, segment 0 holding the app descriptor, every
+ * segment and the image's end (checksum, appended SHA-256) within the bytes received.
+ */
+function layoutReadable(info: ImageInfo, image: Buffer): boolean {
+    return (
+        info.magicOk &&
+        info.segmentCount >= 1 &&
+        info.segmentCount <= MAX_SEGMENTS &&
+        image[23] <= 1 &&
+        info.segments.length === info.segmentCount &&
+        info.segments[0].length >= APP_DESC_LEN &&
+        info.imageLength > 0 &&
+        info.imageLength <= image.length
+    )
 }
 
 export interface OtaUpdaterServerOptions {
@@ -516,7 +534,11 @@ export class OtaUpdaterServer extends JDServiceServer {
             return OtaUpdaterError.WrongChip
         }
         // signed apps: after the layout, before the checksum (esp_image_verify's order)
-        if (this.trustedKeyDigest && check.info.imageLength > 0) {
+        if (this.trustedKeyDigest && !layoutReadable(check.info, image)) {
+            this.log(`ota: ${check.ok ? "layout" : check.message}`)
+            return OtaUpdaterError.NotAppImage
+        }
+        if (this.trustedKeyDigest) {
             const signature = verifySignedImage(image, this.trustedKeyDigest)
             if (!signature.ok) {
                 this.log(`ota: signature: ${signature.message}`)

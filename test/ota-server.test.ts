@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { createHash, randomBytes } from "node:crypto"
+import { createHash, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto"
 import { JDBus, JDDevice, JDServerServiceProvider, PACKET_SEND, Packet, jdunpack } from "jacdac-ts"
 import {
     OtaUpdaterBeginFlags,
@@ -16,7 +16,8 @@ import {
     OtaUpdaterLimits,
     OtaUpdaterTarget,
 } from "../.devicescript/ts/constants"
-import { buildAppImage } from "../tools/esp-image"
+import { buildAppImage, inspectImage } from "../tools/esp-image"
+import { signImage } from "../tools/secure-boot"
 import { FlashOp, SECTOR_SIZE, SimFlash } from "../sim/flash"
 import { OtaImgState, boot, bootSlot, otaState, readOtadata } from "../sim/bootloader"
 import { SimNvs, entrySize } from "../sim/nvs"
@@ -51,8 +52,11 @@ class Device {
     reboots = 0
     private seenEvents = new Set<number>()
 
-    constructor(readonly flash: SimFlash) {
-        this.server = new OtaUpdaterServer(flash, { onReboot: () => this.reboots++ })
+    constructor(
+        readonly flash: SimFlash,
+        trustedKey?: KeyObject
+    ) {
+        this.server = new OtaUpdaterServer(flash, { onReboot: () => this.reboots++, trustedKey })
         this.provider = new JDServerServiceProvider("ota-test", [this.server])
         this.device = this.bus.addServiceProvider(this.provider)
         this.bus.on(PACKET_SEND, (pkt: Packet) => {
@@ -620,6 +624,42 @@ describe("OTA updater server", () => {
                 assert.deepEqual([...resumedAt].sort((a, b) => a - b), [0, SECTOR_SIZE, 2 * SECTOR_SIZE])
             })
         }
+    })
+})
+
+describe("signed apps (trustedKey): the checks before the signature, then the signature", () => {
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 3072 })
+    const signed = signImage(v2, privateKey)
+    const edited = (f: (b: Buffer) => void) => {
+        const b = Buffer.from(signed)
+        f(b)
+        return b
+    }
+    let signing: Device
+    beforeEach(async () => {
+        await dev.dispose()
+        signing = dev = new Device(flash, publicKey)
+    })
+
+    it("a correctly signed image commits; an unsigned one is bad_signature", async () => {
+        assert.deepEqual(await signing.update(v2), [OtaUpdaterError.BadSignature, 1])
+        assert.deepEqual(await signing.update(signed), [OtaUpdaterError.None, 1])
+    })
+
+    // as native/otaupdater.c check_layout: a layout it cannot read is not_app_image, even
+    // when the signature would not verify either
+    for (const [name, edit] of [
+        ["no segments", (b: Buffer) => (b[1] = 0)],
+        ["hash_appended 2", (b: Buffer) => (b[23] = 2)],
+        ["segment 0 shorter than the app descriptor", (b: Buffer) => b.writeUInt32LE(252, 24 + 4)],
+    ] as [string, (b: Buffer) => void][])
+        it(`${name}: not_app_image, before the signature`, async () => {
+            assert.deepEqual(await signing.update(edited(edit)), [OtaUpdaterError.NotAppImage, 1])
+        })
+
+    it("a damaged checksum after signing is bad_signature: the signature is checked before the checksum", async () => {
+        const checksumAt = inspectImage(signed).imageLength - 33 // before the appended SHA-256
+        assert.deepEqual(await signing.update(edited(b => (b[checksumAt] ^= 1))), [OtaUpdaterError.BadSignature, 1])
     })
 })
 

@@ -8,6 +8,7 @@ import * as assert from "node:assert/strict"
 import { generateKeyPairSync, createHash, type KeyObject } from "node:crypto"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs"
 import { tmpdir } from "node:os"
+import { crc32 as zlibCrc32 } from "node:zlib"
 import { join } from "node:path"
 import { Rig, OWNER } from "../sim/rig"
 import { buildProgram, readEnvSettings } from "../sim/program"
@@ -255,6 +256,88 @@ describe("release:pack and release:publish-local (the release workflow on a lapt
         assert.equal(m.firmware?.signedBy, keyDigest(pub).toString("hex"))
         assert.equal(m.firmware?.signatureUnchecked, true)
         assert.match(readFileSync(join(out, NOTES_FILE), "utf8"), /signed \(Secure Boot v2 RSA-3072, key digest `[0-9a-f]{64}`; packed without the key/)
+    })
+
+    describe("hostile inputs (the review's), refused before anything is written", () => {
+        it("publish-local: a release.json edited after packing (tag outside --dir, tag variants, pre-release flag, asset names)", () => {
+            const releases = join(dir, "releases-hostile")
+            const victim = join(dir, "victim")
+            mkdirSync(victim)
+            writeFileSync(join(victim, "important.txt"), "precious")
+            const out = outDir()
+            pack({ version: "v1.2.0", firmware: fw120, out })
+            publishLocal({ dir: releases, from: out, owner: "o", repo: "r" })
+            const manifest = JSON.parse(readFileSync(join(out, MANIFEST_FILE), "utf8"))
+            const attempt = (edit: (m: any) => void, pattern: RegExp, owner = "o") => {
+                const m = JSON.parse(JSON.stringify(manifest))
+                edit(m)
+                writeFileSync(join(out, MANIFEST_FILE), JSON.stringify(m))
+                assert.throws(() => publishLocal({ dir: releases, from: out, owner, repo: "r" }), (e: Error) => e instanceof PublishError && pattern.test(e.message), JSON.stringify(m))
+            }
+            attempt(m => (m.tag = "../../../victim"), /release tag starts with "v"|not semver/)
+            attempt(m => (m.tag = "v1.2.0/"), /not semver/)
+            attempt(m => (m.tag = "./v1.2.0"), /release tag starts with "v"/)
+            attempt(m => (m.tag = ""), /release tag starts with "v"/)
+            attempt(m => (m.tag = "v1.3.0"), /app descriptor version is "1\.2\.0", the tag is v1\.3\.0/)
+            attempt(m => (m.prerelease = true), /"prerelease" is true, the tag v1\.2\.0 says false/)
+            attempt(m => (m.assets[0].name = "../fw.bin"), /only firmware-esp32s3\.bin and program\.devs/)
+            attempt(m => m.assets.push(m.assets[0]), /once each/)
+            attempt(() => {}, /--owner "\.\.\/\.\." is not a GitHub name/, "../..")
+            assert.equal(readFileSync(join(victim, "important.txt"), "utf8"), "precious")
+            assert.deepEqual(loadRepo(releases, "o", "r")?.releases.map(r => r.tag), ["v1.2.0"], "the first release only, unchanged")
+        })
+
+        it("pack: never prints key material given in place of a path", () => {
+            const pem = rsa3072().privateKey.export({ type: "pkcs8", format: "pem" }) as string
+            const der = Buffer.from(pem.split("\n").slice(1, -2).join(""), "base64").toString("base64")
+            const fwFile = join(dir, "fw-hostile.bin")
+            writeFileSync(fwFile, fw120)
+            for (const spec of [pem, der]) {
+                const lines: string[] = []
+                assert.equal(packMain(["--version", "v1.2.0", "--firmware", fwFile, "--out", outDir(), `--sign-key=${spec}`], l => lines.push(l), l => lines.push(l)), 1)
+                assert.match(lines.join("\n"), /looks like key material/)
+                assert.ok(!lines.join("\n").includes(der.slice(40, 80)), "no key bytes in the output")
+            }
+        })
+
+        it("pack: firmware that does not fit the app slot once signed; bytes after the image that are not a signature sector", () => {
+            const big = buildAppImage({ version: "1.2.0", payloadSize: 1767 * 1024 })
+            assert.equal(checkAppImage(big).ok, true)
+            const expectRefused = (o: Omit<Parameters<typeof pack>[0], "out">, pattern: RegExp) => {
+                const out = outDir()
+                assert.throws(() => pack({ ...o, out }), (e: Error) => e instanceof PackError && pattern.test(e.message))
+                assert.equal(existsSync(out), false)
+            }
+            expectRefused({ version: "v1.2.0", firmware: big, signKey: key }, /bytes with its signature do not fit an app slot of firmware\/partitions\.csv \(1769472 bytes\)/)
+            const signed = signImage(fw120, key)
+            const sector = signed.length - 4096
+            expectRefused({ version: "v1.2.0", firmware: Buffer.concat([signed, Buffer.alloc(100)]) }, /are not 0xFF padding to 4 KB and one 4096-byte signature sector/)
+            expectRefused({ version: "v1.2.0", firmware: signed.subarray(0, sector + 1216), signKey: key }, /are not 0xFF padding/)
+            const junkPad = Buffer.from(signed)
+            junkPad[fw120.length] = 0
+            expectRefused({ version: "v1.2.0", firmware: junkPad }, /are not 0xFF padding/)
+            expectRefused({ version: "v1.2.0", firmware: Buffer.concat([fw120, Buffer.alloc(10, 0xe7)]), signKey: key }, /are not 0xFF padding/)
+            const wrongStored = Buffer.from(signed)
+            wrongStored.fill(0, sector + 4, sector + 36)
+            wrongStored.writeUInt32LE(zlibCrc32(wrongStored.subarray(sector, sector + 1196)), sector + 1196)
+            expectRefused({ version: "v1.2.0", firmware: wrongStored, signKey: key }, /image digest is not the image's SHA-256/)
+        })
+
+        it("pack: --out or --sign-key or --firmware that are not what they should be", () => {
+            const fwFile = join(dir, "fw-paths.bin")
+            writeFileSync(fwFile, fw120)
+            const notAFolder = join(dir, "not-a-folder")
+            writeFileSync(notAFolder, "x")
+            const errors: string[] = []
+            const run = (...args: string[]) => packMain(["--version", "v1.2.0", ...args], () => {}, l => errors.push(l))
+            assert.equal(run("--firmware", fwFile, "--out", notAFolder), 1)
+            assert.equal(run("--firmware", dir, "--out", outDir()), 1)
+            assert.equal(run("--firmware", fwFile, "--out", outDir(), "--sign-key", dir), 1)
+            const out = outDir()
+            mkdirSync(join(out, NOTES_FILE), { recursive: true })
+            assert.equal(run("--firmware", fwFile, "--out", out), 1)
+            assert.match(errors.join("\n"), /is not a folder[^]*--firmware .*: no such file[^]*--sign-key .*: no such file[^]*RELEASE_NOTES\.md is not a file/)
+        })
     })
 
     describe("the command lines", () => {

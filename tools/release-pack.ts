@@ -12,13 +12,14 @@
 // format), RELEASE_NOTES.md and release.json (what release:publish-local reads; not an
 // asset). A refusal writes nothing and exits 1.
 import { createHash, type KeyObject } from "node:crypto"
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { parseCommandLine } from "./cli-args"
 import { parseSemver } from "../packages/ota/src/semver"
 import { checkAppImage, ESP32S3_CHIP_ID, chipName } from "./esp-image"
 import { checkBytecode } from "./devs-image"
-import { keyDigest, loadSigningKey, signatureSectorOffset, signerKeyDigest, signImage, SIG_BLOCK_MAGIC, verifySignedImage } from "./secure-boot"
+import { keyDigest, loadSigningKey, SECTOR_BYTES, signatureSectorOffset, signerKeyDigest, signImage, SIG_BLOCK_MAGIC, storedDigestMatches, verifySignedImage } from "./secure-boot"
+import { DEFAULT_PARTITIONS_CSV, parsePartitionsCsv } from "../sim/partition-table"
 
 export const FIRMWARE_ASSET = `firmware-${chipName(ESP32S3_CHIP_ID)}.bin`
 export const PROGRAM_ASSET = "program.devs"
@@ -57,6 +58,13 @@ function sameVersion(found: string, tag: string) {
     return found.replace(/^v/, "") === tag.replace(/^v/, "")
 }
 
+/** The size of the app slots (ota_0) in firmware/partitions.csv, the 4 MB table: what every device can take. */
+export function appSlotBytes(): number {
+    const slot = parsePartitionsCsv(readFileSync(DEFAULT_PARTITIONS_CSV, "utf8")).find(p => p.label === "ota_0")
+    if (!slot) throw new Error(`${DEFAULT_PARTITIONS_CSV} has no ota_0`)
+    return slot.size
+}
+
 /** Checks the firmware for `tag` and returns the bytes to publish (signed when `key` is given). */
 export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { bytes: Buffer; info: NonNullable<ReleaseManifest["firmware"]> } {
     const check = checkAppImage(image, ESP32S3_CHIP_ID)
@@ -65,7 +73,16 @@ export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { by
     if (!desc) throw new PackError("firmware: no app descriptor")
     if (!sameVersion(desc.version, tag))
         throw new PackError(`firmware: app descriptor version is "${desc.version}", the tag is ${tag} (build it with firmware/build.sh --version ${tag})`)
-    const signed = image.length > check.info.imageLength && image[signatureSectorOffset(image) ?? image.length] === SIG_BLOCK_MAGIC
+    // after the image: nothing, or 0xFF to the next 4 KB and one 4096-byte signature sector
+    const end = check.info.imageLength
+    const signed = image.length > end
+    if (signed) {
+        const sector = signatureSectorOffset(image)!
+        if (image.length !== sector + SECTOR_BYTES || !image.subarray(end, sector).every(b => b === 0xff) || image[sector] !== SIG_BLOCK_MAGIC)
+            throw new PackError(
+                `firmware: the ${image.length - end} bytes after the image are not 0xFF padding to 4 KB and one 4096-byte signature sector (espsecure sign_data --version 2)`
+            )
+    }
     let bytes = image
     let signedBy: string | undefined
     let unchecked = false // signed, but no key was given to check it against
@@ -74,7 +91,13 @@ export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { by
         if (signed) {
             const v = verifySignedImage(image, trusted)
             if (!v.ok) throw new PackError(`firmware: already signed, and the signature does not verify with --sign-key: ${v.message}`)
-        } else bytes = signImage(image, key)
+        } else {
+            try {
+                bytes = signImage(image, key)
+            } catch (e) {
+                throw new PackError(`firmware: ${(e as Error).message}`)
+            }
+        }
         const v = verifySignedImage(bytes, trusted)
         if (!v.ok) throw new PackError(`firmware: signature check after signing failed: ${v.message}`)
         signedBy = trusted.toString("hex")
@@ -86,9 +109,12 @@ export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { by
             throw new PackError(`firmware: has a signature sector that does not verify: ${v ? v.message : "signature block 0 is not valid (magic or CRC-32)"}`)
         signedBy = own.toString("hex")
         unchecked = true
-    } else if (image.length > check.info.imageLength) {
-        throw new PackError(`firmware: ${image.length - check.info.imageLength} bytes follow the image and are not a signature sector`)
     }
+    if (signed && !storedDigestMatches(image))
+        throw new PackError("firmware: the signature block's image digest is not the image's SHA-256 (espsecure verify_signature would refuse it)")
+    const slot = appSlotBytes()
+    if (bytes.length > slot)
+        throw new PackError(`firmware: ${bytes.length} bytes${signedBy ? " with its signature" : ""} do not fit an app slot of firmware/partitions.csv (${slot} bytes)`)
     return {
         bytes,
         info: { version: desc.version, projectName: desc.projectName, idfVersion: desc.idfVersion, chip: check.info.chipName, signedBy, ...(unchecked ? { signatureUnchecked: true } : {}) },
@@ -128,19 +154,26 @@ function notes(m: ReleaseManifest): string {
     return lines.join("\n") + "\n"
 }
 
-/** Checks everything, then writes the release into `o.out`; throws PackError, writing nothing, on a refusal. */
-export function pack(o: PackOptions): ReleaseManifest {
-    const tag = o.version
-    if (!/^v/.test(tag)) throw new PackError(`version "${tag}": a release tag starts with "v" (v1.2.3)`)
+/** Checks a release tag (vMAJOR.MINOR.PATCH[-pre], no build metadata); returns whether it is a pre-release. Throws PackError. */
+export function checkReleaseTag(tag: string): { prerelease: boolean } {
+    if (typeof tag !== "string" || !/^v/.test(tag)) throw new PackError(`version ${JSON.stringify(tag)}: a release tag starts with "v" (v1.2.3)`)
+    let v: ReturnType<typeof parseSemver>
     try {
-        parseSemver(tag)
+        v = parseSemver(tag)
     } catch {
         throw new PackError(`version "${tag}" is not semver (vMAJOR.MINOR.PATCH[-pre])`)
     }
     if (tag.includes("+")) throw new PackError(`version "${tag}": no build metadata (+...) in a release tag (vMAJOR.MINOR.PATCH[-pre]; semver ignores it when comparing)`)
+    return { prerelease: v.prerelease.length > 0 }
+}
+
+/** Checks everything, then writes the release into `o.out`; throws PackError, writing nothing, on a refusal. */
+export function pack(o: PackOptions): ReleaseManifest {
+    const tag = o.version
+    const { prerelease } = checkReleaseTag(tag)
     if (!o.firmware && !o.program) throw new PackError("nothing to pack: give --firmware and/or --program")
     if (o.signKey && !o.firmware) throw new PackError("--sign-key signs the firmware: give --firmware")
-    const m: ReleaseManifest = { tag, prerelease: parseSemver(tag).prerelease.length > 0, assets: [] }
+    const m: ReleaseManifest = { tag, prerelease, assets: [] }
     const files: [string, Buffer][] = []
     if (o.firmware) {
         const fw = checkFirmware(o.firmware, tag, o.signKey)
@@ -152,8 +185,11 @@ export function pack(o: PackOptions): ReleaseManifest {
         files.push([PROGRAM_ASSET, o.program])
     }
     if (existsSync(o.out)) {
+        if (!statSync(o.out).isDirectory()) throw new PackError(`--out ${o.out} is not a folder`)
         const other = readdirSync(o.out).filter(f => !OUT_FILES.includes(f) && !f.startsWith(".pack-"))
         if (other.length) throw new PackError(`--out ${o.out} holds other files (${other.slice(0, 3).join(", ")}): use an empty folder`)
+        const odd = OUT_FILES.filter(f => existsSync(join(o.out, f)) && !statSync(join(o.out, f)).isFile())
+        if (odd.length) throw new PackError(`--out ${o.out}: ${odd.join(", ")} is not a file`)
     }
     for (const [name, data] of files) m.assets.push({ name, size: data.length, sha256: sha256(data) })
     // everything checked: write into a scratch folder, then move the files in
@@ -176,13 +212,16 @@ export function pack(o: PackOptions): ReleaseManifest {
 
 /** `--sign-key FILE` or `--sign-key env:VAR` (the PEM text in an environment variable, e.g. an Actions secret). */
 export function readSigningKey(spec: string, env = process.env): KeyObject {
+    // never echo what may be the key itself (--sign-key="$(cat key.pem)")
+    if (/-----BEGIN|[\r\n]/.test(spec) || spec.length > 200)
+        throw new PackError("--sign-key: that looks like key material, not a file or env:VAR; give the file's path or env:VAR")
     let pem: string
     if (spec.startsWith("env:")) {
         const name = spec.slice(4)
         pem = env[name] ?? ""
         if (!pem.trim()) throw new PackError(`--sign-key ${spec}: the environment variable ${name} is not set or empty`)
     } else {
-        if (!existsSync(spec)) throw new PackError(`--sign-key ${spec}: no such file`)
+        if (!existsSync(spec) || !statSync(spec).isFile()) throw new PackError(`--sign-key ${spec}: no such file`)
         pem = readFileSync(spec, "utf8")
     }
     try {
@@ -211,7 +250,7 @@ export function main(argv: string[], log = console.log, error = console.error): 
     try {
         const read = (f: string | boolean | undefined, what: string) => {
             if (typeof f !== "string") return undefined
-            if (!existsSync(f)) throw new PackError(`--${what} ${f}: no such file`)
+            if (!existsSync(f) || !statSync(f).isFile()) throw new PackError(`--${what} ${f}: no such file`)
             return readFileSync(f)
         }
         const m = pack({

@@ -4,8 +4,9 @@
 //   npm run release:pack -- --version v1.2.0 --firmware fw.bin --out dist
 //   npm run release:publish-local -- --dir RELEASES --from dist [--owner O --repo R]
 // Owner and repository default to GITHUB_OWNER and GITHUB_REPO of .env.defaults /
-// .env.local (what the device watches). Before writing, every asset is checked against
-// release.json and SHA256SUMS, which is published with them; like GitHub, an existing
+// .env.local (what the device watches). Before writing, release.json's tag and assets are
+// checked again as release:pack checks them, and every asset against release.json and
+// SHA256SUMS, which is published with them; like GitHub, an existing
 // release of the same tag is refused. A refusal publishes nothing and exits 1.
 import { createHash } from "node:crypto"
 import { existsSync, readFileSync } from "node:fs"
@@ -13,7 +14,7 @@ import { join } from "node:path"
 import { parseCommandLine } from "./cli-args"
 import { writeRelease } from "./release-server"
 import { loadRepo } from "./release-server/store"
-import { MANIFEST_FILE, NOTES_FILE, ReleaseManifest, SUMS_FILE } from "./release-pack"
+import { checkFirmware, checkProgram, checkReleaseTag, FIRMWARE_ASSET, MANIFEST_FILE, NOTES_FILE, PROGRAM_ASSET, ReleaseManifest, SUMS_FILE } from "./release-pack"
 import { readEnvSettings } from "../sim/program"
 
 export interface PublishLocalOptions {
@@ -53,6 +54,19 @@ export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
     }
     if (typeof m.tag !== "string" || !Array.isArray(m.assets) || m.assets.length === 0)
         throw new PublishError(`${file(MANIFEST_FILE)}: no tag or no assets`)
+    // release.json is data from a folder: checked again, as release:pack checked it
+    let prerelease: boolean
+    try {
+        prerelease = checkReleaseTag(m.tag).prerelease
+    } catch (e) {
+        throw new PublishError(`${file(MANIFEST_FILE)}: ${(e as Error).message}`)
+    }
+    if (m.prerelease !== prerelease) throw new PublishError(`${file(MANIFEST_FILE)}: "prerelease" is ${m.prerelease}, the tag ${m.tag} says ${prerelease}`)
+    const names = m.assets.map(a => a?.name)
+    if (names.some(n => n !== FIRMWARE_ASSET && n !== PROGRAM_ASSET) || new Set(names).size !== names.length)
+        throw new PublishError(`${file(MANIFEST_FILE)}: assets ${JSON.stringify(names)}: only ${FIRMWARE_ASSET} and ${PROGRAM_ASSET}, once each`)
+    for (const [what, s] of [["--owner", o.owner], ["--repo", o.repo]])
+        if (!/^[A-Za-z0-9_.-]+$/.test(s) || s.startsWith(".")) throw new PublishError(`${what} ${JSON.stringify(s)} is not a GitHub name`)
     if (!existsSync(file(SUMS_FILE))) throw new PublishError(`${o.from} has no ${SUMS_FILE}`)
     const sums = parseSums(readFileSync(file(SUMS_FILE), "utf8"))
     const assets = m.assets.map(a => {
@@ -61,6 +75,12 @@ export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
         const sha = createHash("sha256").update(data).digest("hex")
         if (sha !== a.sha256 || sums.get(a.name) !== sha || data.length !== a.size)
             throw new PublishError(`asset ${a.name} does not match ${MANIFEST_FILE} and ${SUMS_FILE} (changed after packing?)`)
+        try {
+            if (a.name === FIRMWARE_ASSET) checkFirmware(data, m.tag)
+            else checkProgram(data, m.tag)
+        } catch (e) {
+            throw new PublishError((e as Error).message)
+        }
         return { name: a.name, data }
     })
     if (existsSync(o.dir) && loadRepo(o.dir, o.owner, o.repo)?.releases.some(r => r.tag === m.tag))
@@ -68,7 +88,7 @@ export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
     const body = existsSync(file(NOTES_FILE)) ? readFileSync(file(NOTES_FILE), "utf8") : ""
     // SHA256SUMS is an asset too, as the release workflow publishes it (devices skip it)
     assets.push({ name: SUMS_FILE, data: readFileSync(file(SUMS_FILE)) })
-    writeRelease(o.dir, o.owner, o.repo, m.tag, { assets, body, prerelease: m.prerelease, private: o.public ? false : undefined })
+    writeRelease(o.dir, o.owner, o.repo, m.tag, { assets, body, prerelease, private: o.public ? false : undefined })
     return m
 }
 

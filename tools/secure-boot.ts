@@ -191,6 +191,17 @@ export function signerKeyDigest(signed: Buffer): Buffer | undefined {
     return createHash("sha256").update(block.subarray(KEY_AT, KEY_AT + KEY_BYTES)).digest()
 }
 
+/**
+ * True when block 0's stored image digest is the SHA-256 of the bytes before the
+ * signature sector: what espsecure verify_signature also checks (ESP-IDF does not).
+ */
+export function storedDigestMatches(signed: Buffer): boolean {
+    const at = signatureSectorOffset(signed)
+    if (at === undefined || signed.length < at + SIG_BLOCK_BYTES) return false
+    const stored = signed.subarray(at + DIGEST_AT, at + DIGEST_AT + 32)
+    return createHash("sha256").update(signed.subarray(0, at)).digest().equals(stored)
+}
+
 /** The RSA public key whose n and e a signature block carries. */
 export function publicKeyOfBlock(block: Buffer): KeyObject {
     const n = Buffer.from(block.subarray(KEY_AT, KEY_AT + RSA_BYTES)).reverse()

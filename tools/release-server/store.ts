@@ -66,9 +66,14 @@ export interface RepoInfo {
 
 /**
  * Creates DIR/owner/repo/releases/tag/ with the assets and a release.json, replacing
- * any previous content of that tag. Throws on an unsafe asset name.
+ * any previous content of that tag. Throws, before touching the disk, on an owner, repo,
+ * tag or asset name that is not one safe path segment.
  */
 export function writeRelease(dir: string, owner: string, repo: string, tag: string, opts: WriteReleaseOptions): void {
+    // every name becomes a path segment: checked before anything is removed or written
+    for (const [what, s] of [["owner", owner], ["repo", repo], ["tag", tag]])
+        if (!safeSegment(s)) throw new Error(`bad ${what}: ${JSON.stringify(s)}`)
+    for (const a of opts.assets) checkName(a.name)
     const repoDir = path.join(dir, owner, repo)
     const relDir = path.join(repoDir, "releases", tag)
     fs.rmSync(relDir, { recursive: true, force: true })
