@@ -4,7 +4,8 @@
 // commands, Node version and npm scripts they rely on are the ones this repository has.
 import * as assert from "node:assert/strict"
 import { spawnSync } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createHash } from "node:crypto"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { register } from "node:module"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -63,6 +64,7 @@ type Step = { id?: string; name?: string; if?: Plain; uses?: string; run?: strin
 type Job = {
     needs?: string | string[]
     if?: Plain
+    environment?: Plain
     permissions?: Plain
     env?: Record<string, Plain>
     outputs?: Record<string, string>
@@ -304,17 +306,18 @@ describe("GitHub workflows", () => {
         }
     })
 
-    it("release.yml: test, program and firmware after check; publish after all of them, with what they built", async () => {
+    it("release.yml: test, program and firmware after check; pack after all of them; publish after pack only", async () => {
         const release = await readWorkflow("release.yml")
-        const { test, program, firmware, publish } = release.jobs
+        const { test, program, firmware, pack, publish } = release.jobs
+        assert.deepEqual(Object.keys(release.jobs).sort(), ["check", "firmware", "pack", "program", "publish", "test"])
         for (const [id, job] of Object.entries({ test, program, firmware })) assert.deepEqual([job.needs].flat(), ["check"], id)
-        assert.deepEqual([publish.needs].flat().sort(), ["check", "firmware", "program", "test"])
-        assert.deepEqual(Object.keys(release.jobs).sort(), ["check", "firmware", "program", "publish", "test"])
+        assert.deepEqual([pack.needs].flat().sort(), ["check", "firmware", "program", "test"])
+        assert.deepEqual([publish.needs].flat().sort(), ["check", "pack"])
 
         const testRuns = runs({ ...release, jobs: { test } })
         assert.deepEqual(testRuns.filter(r => /^npm (ci|test)$/.test(r.trim())).map(r => r.trim()), ["npm ci", "npm test"])
 
-        // program: built with the pinned CLI, checked, uploaded as the artifact publish downloads
+        // program: built with the pinned CLI, checked, uploaded as the artifact pack downloads
         const programRuns = program.steps.map(s => s.run ?? "")
         const build = programRuns.findIndex(r => r.trim() === "npx devicescript build src/main.ts")
         assert.ok(programRuns.indexOf("npm ci") >= 0 && programRuns.indexOf("npm ci") < build, "npm ci, then the build")
@@ -325,7 +328,22 @@ describe("GitHub workflows", () => {
             { name: "program", path: "program/program.devs" },
         )
 
-        // firmware: espressif's action, ESP-IDF v5.0.5 for esp32s3, flags that build.sh takes
+        // a pre-release tag: no program (the CLI stamps it vX.Y.(Z+1)-pre), the firmware alone;
+        // pack runs without it, and publish (whose default success() would see the skipped
+        // program up the chain) says when it runs
+        assert.equal(program.if, "needs.check.outputs.prerelease == 'false'")
+        assert.match(String(pack.if), /^!cancelled\(\) && /)
+        assert.match(String(pack.if), /needs\.program\.result == 'success' \|\| \(needs\.program\.result == 'skipped' && needs\.check\.outputs\.prerelease == 'true'\)/)
+        for (const need of ["check", "test", "firmware"]) assert.match(String(pack.if), new RegExp(`needs\\.${need}\\.result == 'success'`))
+        assert.match(String(publish.if), /!cancelled\(\)/)
+        for (const need of ["check", "pack"]) assert.match(String(publish.if), new RegExp(`needs\\.${need}\\.result == 'success'`))
+        const programDownload = stepUsing(pack, "actions/download-artifact").find(s => s.with?.name === "program")
+        assert.equal(programDownload?.if, "needs.program.result == 'success'")
+    })
+
+    it("release.yml's firmware job: ESP-IDF v5.0.5 for esp32s3, --signed-apps when the OTA_SIGNED_APPS variable is true, no key", async () => {
+        const release = await readWorkflow("release.yml")
+        const { firmware } = release.jobs
         const [idf] = stepUsing(firmware, "espressif/esp-idf-ci-action")
         assert.ok(idf?.with, "firmware uses espressif/esp-idf-ci-action")
         assert.equal(idf.with.esp_idf_version, "v5.0.5")
@@ -336,71 +354,221 @@ describe("GitHub workflows", () => {
         const help = spawnSync("bash", [join(ROOT, "firmware", "build.sh"), "--help"], { encoding: "utf8" })
         assert.equal(help.status, 0, help.stderr)
         for (const flag of command.match(/--[a-z][a-z-]*/g) ?? []) assert.ok(help.stdout.includes(`  ${flag} `), `build.sh --help lists ${flag}`)
-        assert.match(command, /\$\{SIGN_KEY:\+--signed "\$SIGN_KEY"\}/, "--signed only with a key")
-        const docker = String(idf.with.extra_docker_args)
-        assert.match(docker, /-e TAG\b/)
-        assert.match(docker, /-e SIGN_KEY\b/)
-        assert.match(docker, /-v \$\{\{ runner\.temp \}\}\/ota-key:\/ota-key:ro/)
+        assert.match(command, /\$\{SIGNED_APPS:\+--signed-apps\}/, "--signed-apps only when SIGNED_APPS is set")
+        assert.doesNotMatch(command, /--signed\b(?!-)/, "never --signed KEY.pem: the build has no key")
+        assert.deepEqual(String(idf.with.extra_docker_args).split(/\s+/), ["-e", "TAG", "-e", "SIGNED_APPS"], "only TAG and SIGNED_APPS, no volume")
+        // no key anywhere in the job: no secret, no key file, no mount
+        const text = JSON.stringify(firmware)
+        assert.doesNotMatch(text, /secrets\./)
+        assert.doesNotMatch(text, /ota-key|SIGN_KEY|OTA_SIGNING_KEY/)
+
+        // the step that turns the variable into SIGNED_APPS, run as GitHub runs it
+        const flagStep = firmware.steps.find(s => s.env?.OTA_SIGNED_APPS !== undefined)
+        assert.ok(flagStep?.run, "a step reads OTA_SIGNED_APPS")
+        const flagScript: string = flagStep.run
+        assert.equal(flagStep.env?.OTA_SIGNED_APPS, "${{ vars.OTA_SIGNED_APPS }}")
+        assert.ok(firmware.steps.indexOf(flagStep) < firmware.steps.indexOf(idf), "before the build")
+        for (const [value, flag] of [["true", "true"], ["", undefined], ["false", undefined], ["yes", "error"], ["TRUE", "error"]] as const) {
+            const env = join(tmp, `github_env_${value || "unset"}`)
+            writeFileSync(env, "")
+            const r = spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", flagScript], {
+                env: { ...process.env, OTA_SIGNED_APPS: value, GITHUB_ENV: env },
+                encoding: "utf8",
+            })
+            if (flag === "error") {
+                assert.notEqual(r.status, 0, `OTA_SIGNED_APPS=${value} accepted`)
+                assert.match(r.stdout, /::error::/)
+            } else {
+                assert.equal(r.status, 0, `OTA_SIGNED_APPS=${value}: ${r.stdout}${r.stderr}`)
+                assert.equal(readFileSync(env, "utf8"), flag ? `SIGNED_APPS=${flag}\n` : "", `OTA_SIGNED_APPS=${value}`)
+            }
+        }
+
+        // the command as the container runs it, with --print-config: the signed-apps overlay
+        // (verifies updates, signs nothing, no key) only with SIGNED_APPS
+        for (const signedApps of [true, false]) {
+            const env: NodeJS.ProcessEnv = { ...process.env, TAG: "v1.2.3" }
+            delete env.SIGNED_APPS
+            if (signedApps) env.SIGNED_APPS = "true"
+            const r = spawnSync("bash", ["--noprofile", "--norc", "-c", `${command} --print-config`], { cwd: ROOT, env, encoding: "utf8" })
+            assert.equal(r.status, 0, r.stderr)
+            const generated = r.stdout.slice(r.stdout.indexOf("# ---- generated"))
+            if (signedApps) {
+                assert.match(r.stdout, /^CONFIG_SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT=y$/m)
+                assert.match(generated, /^# generated by firmware\/build\.sh .*--signed-apps$/m)
+                assert.match(generated, /^# CONFIG_SECURE_BOOT_BUILD_SIGNED_BINARIES is not set$/m)
+                assert.doesNotMatch(generated, /SIGNING_KEY/)
+            } else assert.doesNotMatch(r.stdout, /^CONFIG_SECURE_/m)
+        }
+
+        // uploaded: the app image (named as build.sh names it) and the sdkconfig it was built with
         const out = /--out (\S+)/.exec(command)?.[1]
         const [fwUpload] = stepUsing(firmware, "actions/upload-artifact")
         assert.equal(fwUpload?.with?.name, "firmware")
-        const fwPath = String(fwUpload?.with?.path)
-        assert.ok(fwPath.startsWith(`${out}/`), `uploads from build.sh --out ${out}: ${fwPath}`)
-        // the app image's name as build.sh makes it must match the uploaded glob
+        assert.equal(fwUpload?.with?.["if-no-files-found"], "error")
+        const fwPaths = String(fwUpload?.with?.path).split("\n").map(l => l.trim()).filter(Boolean)
+        for (const p of fwPaths) assert.ok(p.startsWith(`${out}/`), `uploads from build.sh --out ${out}: ${p}`)
+        assert.deepEqual(fwPaths.map(p => p.slice(`${out}/`.length)).sort(), ["devicescript-ota-v*-esp32s3.bin", "sdkconfig"])
         const buildSh = readFileSync(join(ROOT, "firmware", "build.sh"), "utf8")
+        assert.ok(buildSh.includes(`cp "$SRC/sdkconfig" "$OUT_DIR/sdkconfig"`), "build.sh writes sdkconfig into --out")
         const appName = /^APP_NAME="([^"]+)"/m.exec(buildSh)?.[1]
         assert.ok(appName, "build.sh names the app image (APP_NAME=)")
         const built = appName.replace("$APP_VERSION", "1.2.3").replace("$TARGET", "esp32s3")
+        const fwPath = fwPaths.find(p => p.endsWith(".bin"))!
         const glob = new RegExp("^" + fwPath.split("/").pop()!.split("*").map(s => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*") + "$")
         assert.match(built, glob, `${fwPath} matches build.sh's ${appName}`)
+    })
 
-        // publish: the two artifacts, release:pack into dist/, gh release create from dist/
-        const downloads = stepUsing(publish, "actions/download-artifact").map(s => s.with?.name).sort()
-        assert.deepEqual(downloads, ["firmware", "program"])
-        const pack = publish.steps.find(s => s.run?.includes("npm run release:pack"))
-        assert.ok(pack?.run)
-        assert.match(pack.run, /npm run release:pack -- "\$\{args\[@\]\}"/)
+    it("release.yml's pack job: environment release, npm ci --ignore-scripts, release:pack signs iff signing is on, uploads dist/", async () => {
+        const release = await readWorkflow("release.yml")
+        const { pack } = release.jobs
+        assert.equal(pack.environment, "release")
+        assert.deepEqual(pack.permissions, { contents: "read" })
+        const installs = pack.steps.filter(s => /\bnpm (ci|install|i)\b/.test(s.run ?? "")).map(s => s.run!.trim())
+        assert.deepEqual(installs, ["npm ci --ignore-scripts"], "no install scripts where the key is")
+        assert.deepEqual(stepUsing(pack, "actions/download-artifact").map(s => s.with?.name).sort(), ["firmware", "program"])
+        const step = pack.steps.find(s => s.run?.includes("npm run release:pack"))
+        assert.ok(step?.run)
+        const script = step.run
+        assert.equal(step.env?.OTA_SIGNING_KEY, "${{ secrets.OTA_SIGNING_KEY }}")
+        assert.equal(step.env?.OTA_SIGNED_APPS, "${{ vars.OTA_SIGNED_APPS }}")
+        assert.match(script, /npm run release:pack -- "\$\{args\[@\]\}"/)
         for (const arg of ['--version "$TAG"', "--firmware", "--program artifacts/program/program.devs", "--out dist", "--sign-key env:OTA_SIGNING_KEY"])
-            assert.ok(pack.run.includes(arg), `release:pack gets ${arg}`)
+            assert.ok(script.includes(arg), `release:pack gets ${arg}`)
+        assert.match(script, /if \[\[ -f artifacts\/program\/program\.devs \]\]; then args\+=\(--program artifacts\/program\/program\.devs\); fi/)
+        assert.match(script, /if \[\[ -n "\$OTA_SIGNING_KEY" \]\]; then args\+=\(--sign-key env:OTA_SIGNING_KEY\); fi/)
+
+        // the script as the runner runs it, with a stand-in npm that records its arguments
+        const signedConfig = "CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT=y\nCONFIG_SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT=y\n"
+        const plainConfig = "# CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT is not set\n"
+        type Case = { what: string; sdkconfig?: string; vars: string; key: string; program?: boolean; images?: number; want: "sign" | "plain" | RegExp }
+        const cases: Case[] = [
+            { what: "signing on, key", sdkconfig: signedConfig, vars: "true", key: "PEM", want: "sign" },
+            { what: "signing on, key, program", sdkconfig: signedConfig, vars: "true", key: "PEM", program: true, want: "sign" },
+            { what: "signing off, no key", sdkconfig: plainConfig, vars: "", key: "", want: "plain" },
+            { what: "signing off (false), no key, program", sdkconfig: plainConfig, vars: "false", key: "", program: true, want: "plain" },
+            { what: "signing on, no key", sdkconfig: signedConfig, vars: "true", key: "", want: /OTA_SIGNED_APPS is true but the OTA_SIGNING_KEY secret .* not set: refusing/ },
+            { what: "key, signing off", sdkconfig: plainConfig, vars: "", key: "PEM", want: /OTA_SIGNING_KEY secret is set but the OTA_SIGNED_APPS repository variable is not true/ },
+            { what: "firmware verifies, variable off", sdkconfig: signedConfig, vars: "", key: "", want: /built with verifies-signatures=true but OTA_SIGNED_APPS/ },
+            { what: "firmware does not verify, variable on", sdkconfig: plainConfig, vars: "true", key: "PEM", want: /built with verifies-signatures=false but OTA_SIGNED_APPS/ },
+            { what: "no sdkconfig", vars: "", key: "", want: /sdkconfig missing/ },
+            { what: "two images", sdkconfig: plainConfig, vars: "", key: "", images: 2, want: /expected one firmware image/ },
+        ]
+        const bin = mkdtempSync(join(tmp, "bin-"))
+        writeFileSync(join(bin, "npm"), '#!/bin/bash\nprintf "%s\\n" "$@" >"$NPM_ARGS"\n', { mode: 0o755 })
+        for (const c of cases) {
+            const dir = mkdtempSync(join(tmp, "pack-"))
+            mkdirSync(join(dir, "artifacts", "firmware"), { recursive: true })
+            for (let i = 0; i < (c.images ?? 1); i++) writeFileSync(join(dir, "artifacts", "firmware", `devicescript-ota-v1.2.${3 + i}-esp32s3.bin`), "app")
+            if (c.sdkconfig !== undefined) writeFileSync(join(dir, "artifacts", "firmware", "sdkconfig"), c.sdkconfig)
+            if (c.program) {
+                mkdirSync(join(dir, "artifacts", "program"), { recursive: true })
+                writeFileSync(join(dir, "artifacts", "program", "program.devs"), "devs")
+            }
+            const npmArgs = join(dir, "npm-args")
+            const r = spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", script], {
+                cwd: dir,
+                env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, NPM_ARGS: npmArgs, TAG: "v1.2.3", OTA_SIGNED_APPS: c.vars, OTA_SIGNING_KEY: c.key },
+                encoding: "utf8",
+            })
+            if (c.want instanceof RegExp) {
+                assert.notEqual(r.status, 0, `${c.what}: packed`)
+                assert.match(r.stdout, /::error::/, `${c.what}: says why`)
+                assert.match(r.stdout, c.want, c.what)
+                assert.ok(!existsSync(npmArgs), `${c.what}: release:pack not run`)
+                assert.doesNotMatch(r.stdout + r.stderr, /PEM/, `${c.what}: the key is not printed`)
+                continue
+            }
+            assert.equal(r.status, 0, `${c.what}: ${r.stdout}${r.stderr}`)
+            const args = readFileSync(npmArgs, "utf8").trimEnd().split("\n")
+            const want = ["run", "release:pack", "--", "--version", "v1.2.3", "--firmware", "artifacts/firmware/devicescript-ota-v1.2.3-esp32s3.bin", "--out", "dist"]
+            if (c.program) want.push("--program", "artifacts/program/program.devs")
+            if (c.want === "sign") want.push("--sign-key", "env:OTA_SIGNING_KEY")
+            assert.deepEqual(args, want, c.what)
+        }
+
+        const [upload] = stepUsing(pack, "actions/upload-artifact")
+        assert.equal(upload?.with?.name, "release")
+        assert.equal(upload?.with?.["if-no-files-found"], "error")
+        assert.deepEqual(
+            String(upload?.with?.path).split("\n").map(l => l.trim()).filter(Boolean).sort(),
+            ["dist/RELEASE_NOTES.md", "dist/SHA256SUMS", "dist/firmware-esp32s3.bin", "dist/program.devs"],
+        )
+        assert.ok(pack.steps.indexOf(upload) > pack.steps.indexOf(step), "uploaded after packing")
+    })
+
+    it("release.yml's publish job: downloads the release artifact and runs gh release create; no checkout, no npm, no secret", async () => {
+        const release = await readWorkflow("release.yml")
+        const { publish } = release.jobs
+        assert.deepEqual(publish.permissions, { contents: "write" })
+        assert.equal(publish.environment, undefined)
+        const uses = publish.steps.flatMap(s => (s.uses ? [s.uses.split("@")[0]] : []))
+        assert.deepEqual(uses, ["actions/download-artifact"], "no checkout, no setup-node: only the artifact")
+        const [download] = stepUsing(publish, "actions/download-artifact")
+        assert.deepEqual({ name: download.with?.name, path: download.with?.path }, { name: "release", path: "dist" })
+        assert.equal(download.with?.["github-token"], undefined)
+        for (const s of publish.steps) {
+            assert.doesNotMatch(s.run ?? "", /\b(npm|npx|node|tsx|git)\b/, `publish runs nothing of the repository: ${s.name ?? s.run}`)
+        }
+        const text = JSON.stringify(publish)
+        assert.doesNotMatch(text, /secrets\./, "no secret")
+        assert.doesNotMatch(text, /vars\./)
+        assert.equal((text.match(/github\.token/g) ?? []).length, 1, "the token, once")
+        assert.ok(publish.env === undefined, "no job env")
+
         const gh = publish.steps.find(s => s.run?.includes("gh release create"))
         assert.ok(gh?.run)
+        assert.deepEqual(gh.env, {
+            GH_TOKEN: "${{ github.token }}",
+            GH_REPO: "${{ github.repository }}",
+            PRERELEASE: "${{ needs.check.outputs.prerelease }}",
+        })
         assert.match(gh.run, /assets=\(dist\/firmware-esp32s3\.bin\)\n\s*if \[\[ -f dist\/program\.devs \]\]; then assets\+=\(dist\/program\.devs\); fi/)
         assert.match(
             gh.run.replace(/\\\n\s*/g, ""),
             /gh release create "\$TAG" "\$\{assets\[@\]\}" dist\/SHA256SUMS --notes-file dist\/RELEASE_NOTES\.md --verify-tag "\$\{flags\[@\]\}"/,
         )
-        // a pre-release tag: no program (the CLI stamps it vX.Y.(Z+1)-pre), the firmware alone
-        assert.equal(program.if, "needs.check.outputs.prerelease == 'false'")
-        assert.match(String(publish.if), /needs\.program\.result == 'success' \|\| \(needs\.program\.result == 'skipped' && needs\.check\.outputs\.prerelease == 'true'\)/)
-        for (const need of ["check", "test", "firmware"]) assert.match(String(publish.if), new RegExp(`needs\\.${need}\\.result == 'success'`))
-        const programDownload = stepUsing(publish, "actions/download-artifact").find(s => s.with?.name === "program")
-        assert.equal(programDownload?.if, "needs.program.result == 'success'")
-        assert.match(pack.run, /if \[\[ -f artifacts\/program\/program\.devs \]\]; then args\+=\(--program artifacts\/program\/program\.devs\); fi/)
         assert.match(gh.run, /\[\[ "\$PRERELEASE" == true \]\]; then flags\+=\(--prerelease\)/)
-        assert.equal(gh.env?.PRERELEASE, "${{ needs.check.outputs.prerelease }}")
-        assert.equal(gh.env?.GH_TOKEN, "${{ github.token }}")
+
+        // the checksum step before it: what pack wrote is what gets published
+        const sums = publish.steps.find(s => s.run?.includes("sha256sum"))
+        assert.ok(sums?.run && publish.steps.indexOf(sums) < publish.steps.indexOf(gh))
+        const dir = mkdtempSync(join(tmp, "publish-"))
+        mkdirSync(join(dir, "dist"))
+        writeFileSync(join(dir, "dist", "firmware-esp32s3.bin"), "app")
+        const sum = (s: string) => createHash("sha256").update(s).digest("hex")
+        writeFileSync(join(dir, "dist", "SHA256SUMS"), `${sum("app")}  firmware-esp32s3.bin\n`)
+        const check = () => spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", sums.run!], { cwd: dir, encoding: "utf8" })
+        assert.equal(check().status, 0, check().stderr)
+        writeFileSync(join(dir, "dist", "firmware-esp32s3.bin"), "other")
+        assert.notEqual(check().status, 0, "a changed asset is refused")
     })
 
-    it("the signing key reaches only the firmware build and release:pack, through a file in $RUNNER_TEMP with umask 077", async () => {
+    it("the signing key reaches one step: release:pack in the pack job (environment release), never a job that installs with scripts", async () => {
         const release = await readWorkflow("release.yml")
         const secret = /secrets\.OTA_SIGNING_KEY/
         assert.ok(!secret.test(JSON.stringify(release.env ?? {})), "not in the workflow's env")
         for (const [id, job] of Object.entries(release.jobs)) assert.ok(!secret.test(JSON.stringify(job.env ?? {})), `not in job ${id}'s env`)
         const holders = allSteps(release).filter(([, s]) => secret.test(JSON.stringify(s)))
-        assert.deepEqual(holders.map(([id]) => id).sort(), ["firmware", "publish"])
-        for (const [id, s] of holders) {
-            assert.equal(s.env?.OTA_SIGNING_KEY, "${{ secrets.OTA_SIGNING_KEY }}", `${id}: as a step env variable`)
-            assert.ok(!/\bnpm ci\b/.test(s.run ?? ""), `${id}: not where install scripts run`)
-            // a line that prints the key's value writes it to the key file, nowhere else
-            const printed = (s.run ?? "").split("\n").filter(l => /\b(echo|printf)\b/.test(l) && /\$\{?OTA_SIGNING_KEY\b/.test(l))
-            for (const l of printed) assert.match(l, />"\$RUNNER_TEMP\/ota-key\/[\w.-]+\.pem"/, `${id}: never printed: ${l.trim()}`)
+        assert.deepEqual(holders.map(([id, s]) => `${id}: ${s.name}`), ["pack: npm run release:pack (dist/)"])
+        // no other secret anywhere in release.yml
+        for (const [id, job] of Object.entries(release.jobs)) {
+            const names = [...JSON.stringify(job).matchAll(/secrets\.(\w+)/g)].map(m => m[1])
+            assert.deepEqual(names, id === "pack" ? ["OTA_SIGNING_KEY"] : [], `secrets of job ${id}`)
         }
-        const [, write] = holders.find(([id]) => id === "firmware")!
-        assert.match(write.run!, /umask 077 && printf '%s\\n' "\$OTA_SIGNING_KEY" >"\$RUNNER_TEMP\/ota-key\/[\w.-]+\.pem"/)
-        const firmware = release.jobs.firmware
-        const removal = firmware.steps.find(s => s.run?.includes('rm -rf "$RUNNER_TEMP/ota-key"'))
-        assert.ok(removal, "the key file is removed")
-        assert.equal(removal.if, "always()")
+        const [, s] = holders[0]
+        assert.equal(s.env?.OTA_SIGNING_KEY, "${{ secrets.OTA_SIGNING_KEY }}", "as a step env variable")
+        assert.ok(!/\bnpm ci\b/.test(s.run ?? ""), "not where install scripts run")
+        // only the pack job has an environment (where the key is an environment secret)
+        for (const [id, job] of Object.entries(release.jobs)) assert.equal(job.environment, id === "pack" ? "release" : undefined, `environment of ${id}`)
+        // every npm install in the pack job is without scripts
+        for (const r of runs({ ...release, jobs: { pack: release.jobs.pack } }))
+            for (const m of r.matchAll(/\bnpm (?:ci|install|i)\b[^\n]*/g)) assert.match(m[0], /--ignore-scripts/, `pack: ${m[0]}`)
+        // the key's value is never printed, and never written to a file
+        for (const [id, step] of allSteps(release)) {
+            const lines = (step.run ?? "").split("\n").filter(l => /\$\{?OTA_SIGNING_KEY\b/.test(l))
+            for (const l of lines) assert.doesNotMatch(l, /\b(echo|printf|cat|tee)\b|>/, `${id}: ${l.trim()}`)
+        }
     })
 
     it("ci.yml runs the README's set-up and test on push and pull requests, on a Node that package.json's engines allows", async () => {
