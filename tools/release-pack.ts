@@ -88,10 +88,7 @@ export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { by
     let unchecked = false // signed, but no key was given to check it against
     if (key) {
         const trusted = keyDigest(key)
-        if (signed) {
-            const v = verifySignedImage(image, trusted)
-            if (!v.ok) throw new PackError(`firmware: already signed, and the signature does not verify with --sign-key: ${v.message}`)
-        } else {
+        if (!signed) {
             try {
                 bytes = signImage(image, key)
             } catch (e) {
@@ -99,7 +96,10 @@ export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { by
             }
         }
         const v = verifySignedImage(bytes, trusted)
-        if (!v.ok) throw new PackError(`firmware: signature check after signing failed: ${v.message}`)
+        if (!v.ok)
+            throw new PackError(
+                `firmware: ${signed ? "already signed, and the signature does not verify with --sign-key" : "signature check after signing failed"}: ${v.message}`
+            )
         signedBy = trusted.toString("hex")
     } else if (signed) {
         // (build.sh --signed output packed without the key: at least it must verify with its own key)
@@ -117,7 +117,7 @@ export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { by
         throw new PackError(`firmware: ${bytes.length} bytes${signedBy ? " with its signature" : ""} do not fit an app slot of firmware/partitions.csv (${slot} bytes)`)
     return {
         bytes,
-        info: { version: desc.version, projectName: desc.projectName, idfVersion: desc.idfVersion, chip: check.info.chipName, signedBy, ...(unchecked ? { signatureUnchecked: true } : {}) },
+        info: { version: desc.version, projectName: desc.projectName, idfVersion: desc.idfVersion, chip: check.info.chipName, signedBy, signatureUnchecked: unchecked || undefined },
     }
 }
 
