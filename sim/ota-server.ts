@@ -534,11 +534,11 @@ export class OtaUpdaterServer extends JDServiceServer {
             return OtaUpdaterError.WrongChip
         }
         // signed apps: after the layout, before the checksum (esp_image_verify's order)
-        if (this.trustedKeyDigest && !layoutReadable(check.info, image)) {
-            this.log(`ota: ${check.ok ? "layout" : check.message}`)
-            return OtaUpdaterError.NotAppImage
-        }
         if (this.trustedKeyDigest) {
+            if (!layoutReadable(check.info, image)) {
+                this.log(`ota: ${check.ok ? "layout" : check.message}`)
+                return OtaUpdaterError.NotAppImage
+            }
             const signature = verifySignedImage(image, this.trustedKeyDigest)
             if (!signature.ok) {
                 this.log(`ota: signature: ${signature.message}`)
