@@ -287,6 +287,50 @@ describe("release:pack and release:publish-local (the release workflow on a lapt
             assert.deepEqual(loadRepo(releases, "o", "r")?.releases.map(r => r.tag), ["v1.2.0"], "the first release only, unchanged")
         })
 
+        it("publish-local: a firmware swapped with its hashes updated, SHA256SUMS with extra or repeated lines, a null release.json, another case of the same repository", () => {
+            const releases = join(dir, "releases-recheck")
+            const out = outDir()
+            pack({ version: "v1.2.0", firmware: fw120, signKey: key, out })
+            const manifestText = readFileSync(join(out, MANIFEST_FILE), "utf8")
+            const sumsText = readFileSync(join(out, SUMS_FILE), "utf8")
+            const signedFw = readFileSync(join(out, FIRMWARE_ASSET))
+            const refused = (pattern: RegExp, owner = "o", repo = "r") =>
+                assert.throws(() => publishLocal({ dir: releases, from: out, owner, repo }), (e: Error) => e instanceof PublishError && pattern.test(e.message))
+            // the unsigned image, with release.json and SHA256SUMS made consistent with it
+            const m = JSON.parse(manifestText)
+            m.assets[0].sha256 = sha(fw120)
+            m.assets[0].size = fw120.length
+            writeFileSync(join(out, FIRMWARE_ASSET), fw120)
+            writeFileSync(join(out, MANIFEST_FILE), JSON.stringify(m))
+            writeFileSync(join(out, SUMS_FILE), `${sha(fw120)}  ${FIRMWARE_ASSET}\n`)
+            refused(/its signature is not the one release\.json names/)
+            writeFileSync(join(out, FIRMWARE_ASSET), signedFw)
+            writeFileSync(join(out, MANIFEST_FILE), manifestText)
+            writeFileSync(join(out, SUMS_FILE), `${"0".repeat(64)}  ${FIRMWARE_ASSET}\n` + sumsText)
+            refused(/firmware-esp32s3\.bin is listed twice/)
+            writeFileSync(join(out, SUMS_FILE), sumsText + `${"1".repeat(64)}  ../../evil.bin\n`)
+            refused(/one line per asset of release\.json, nothing else/)
+            writeFileSync(join(out, SUMS_FILE), sumsText)
+            writeFileSync(join(out, MANIFEST_FILE), "null")
+            refused(/no tag or no assets/)
+            writeFileSync(join(out, MANIFEST_FILE), manifestText)
+            assert.equal(existsSync(releases), false, "nothing published")
+            publishLocal({ dir: releases, from: out, owner: "Acme", repo: "Fw" })
+            refused(/already has a release v1\.2\.0/, "acme", "fw")
+            const errors: string[] = []
+            writeFileSync(join(dir, "a-file"), "x")
+            assert.equal(publishMain(["--dir", join(dir, "a-file", "sub"), "--from", out, "--owner", "o", "--repo", "r"], () => {}, l => errors.push(l)), 1)
+            assert.equal(packMain(["--version", "v1.2.0", "--firmware", join(out, FIRMWARE_ASSET), "--out", join(dir, "a-file", "sub")], () => {}, l => errors.push(l)), 1)
+            assert.match(errors.join("\n"), /ENOTDIR[^]*nothing published[^]*ENOTDIR[^]*nothing written/)
+        })
+
+        it("pack: a program larger than devices take", () => {
+            const program = buildProgram({ version: "v1.2.0" })
+            const out = outDir()
+            assert.throws(() => pack({ version: "v1.2.0", program: Buffer.concat([program, Buffer.alloc(200_000)]), out }), /program: 248\d+ bytes, devices take at most 131072/)
+            assert.equal(existsSync(out), false)
+        })
+
         it("pack: never prints key material given in place of a path", () => {
             const pem = rsa3072().privateKey.export({ type: "pkcs8", format: "pem" }) as string
             const der = Buffer.from(pem.split("\n").slice(1, -2).join(""), "base64").toString("base64")

@@ -20,6 +20,7 @@ import { checkAppImage, ESP32S3_CHIP_ID, chipName } from "./esp-image"
 import { checkBytecode } from "./devs-image"
 import { keyDigest, loadSigningKey, SECTOR_BYTES, signatureSectorOffset, signerKeyDigest, signImage, SIG_BLOCK_MAGIC, storedDigestMatches, verifySignedImage } from "./secure-boot"
 import { DEFAULT_PARTITIONS_CSV, parsePartitionsCsv } from "../sim/partition-table"
+import { OtaUpdaterLimits } from "../.devicescript/ts/constants"
 
 export const FIRMWARE_ASSET = `firmware-${chipName(ESP32S3_CHIP_ID)}.bin`
 export const PROGRAM_ASSET = "program.devs"
@@ -123,6 +124,8 @@ export function checkFirmware(image: Buffer, tag: string, key?: KeyObject): { by
 
 /** Checks the program (bytecode header, "@version" = tag). */
 export function checkProgram(program: Buffer, tag: string): NonNullable<ReleaseManifest["program"]> {
+    if (program.length > OtaUpdaterLimits.ProgramBytes)
+        throw new PackError(`program: ${program.length} bytes, devices take at most ${OtaUpdaterLimits.ProgramBytes} (the spec's program_bytes)`)
     const check = checkBytecode(program)
     if (!check.ok) throw new PackError(`program: ${check.message}`)
     if (!check.version) throw new PackError(`program: no "@version" in the bytecode (build it in a git work tree or a folder with package.json)`)
@@ -265,8 +268,9 @@ export function main(argv: string[], log = console.log, error = console.error): 
         log(`packed ${m.tag}${m.prerelease ? " (pre-release)" : ""} into ${v.out}`)
         return 0
     } catch (e) {
-        if (!(e instanceof PackError)) throw e
-        error(`release:pack: ${e.message}; nothing written`)
+        // (a file system error, e.g. --out under a file, is a refusal too)
+        if (!(e instanceof PackError) && !(e as NodeJS.ErrnoException).code) throw e
+        error(`release:pack: ${(e as Error).message}; nothing written`)
         return 1
     }
 }

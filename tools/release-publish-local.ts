@@ -37,6 +37,7 @@ export function parseSums(text: string): Map<string, string> {
         if (!line.trim()) continue
         const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line)
         if (!m) throw new PublishError(`${SUMS_FILE}: not a sha256sum line: "${line.slice(0, 80)}"`)
+        if (out.has(m[2])) throw new PublishError(`${SUMS_FILE}: ${m[2]} is listed twice`)
         out.set(m[2], m[1])
     }
     return out
@@ -52,7 +53,7 @@ export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
     } catch (e) {
         throw new PublishError(`${file(MANIFEST_FILE)}: ${(e as Error).message}`)
     }
-    if (typeof m.tag !== "string" || !Array.isArray(m.assets) || m.assets.length === 0)
+    if (!m || typeof m !== "object" || typeof m.tag !== "string" || !Array.isArray(m.assets) || m.assets.length === 0)
         throw new PublishError(`${file(MANIFEST_FILE)}: no tag or no assets`)
     // release.json is data from a folder: checked again, as release:pack checked it
     let prerelease: boolean
@@ -69,6 +70,8 @@ export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
         if (!/^[A-Za-z0-9_.-]+$/.test(s) || s.startsWith(".")) throw new PublishError(`${what} ${JSON.stringify(s)} is not a GitHub name`)
     if (!existsSync(file(SUMS_FILE))) throw new PublishError(`${o.from} has no ${SUMS_FILE}`)
     const sums = parseSums(readFileSync(file(SUMS_FILE), "utf8"))
+    if (sums.size !== names.length || names.some(n => !sums.has(n)))
+        throw new PublishError(`${SUMS_FILE}: one line per asset of ${MANIFEST_FILE}, nothing else (${[...sums.keys()].join(", ")})`)
     const assets = m.assets.map(a => {
         if (!existsSync(file(a.name))) throw new PublishError(`asset ${a.name} is missing from ${o.from}`)
         const data = readFileSync(file(a.name))
@@ -76,19 +79,22 @@ export function publishLocal(o: PublishLocalOptions): ReleaseManifest {
         if (sha !== a.sha256 || sums.get(a.name) !== sha || data.length !== a.size)
             throw new PublishError(`asset ${a.name} does not match ${MANIFEST_FILE} and ${SUMS_FILE} (changed after packing?)`)
         try {
-            if (a.name === FIRMWARE_ASSET) checkFirmware(data, m.tag)
-            else checkProgram(data, m.tag)
+            if (a.name === PROGRAM_ASSET) checkProgram(data, m.tag)
+            else if (checkFirmware(data, m.tag).info.signedBy !== m.firmware?.signedBy)
+                throw new PublishError(`${FIRMWARE_ASSET}: its signature is not the one ${MANIFEST_FILE} names (signedBy ${m.firmware?.signedBy ?? "none"})`)
         } catch (e) {
             throw new PublishError((e as Error).message)
         }
         return { name: a.name, data }
     })
-    if (existsSync(o.dir) && loadRepo(o.dir, o.owner, o.repo)?.releases.some(r => r.tag === m.tag))
+    // GitHub names are case-insensitive: an existing repository folder keeps its spelling
+    const existing = existsSync(o.dir) ? loadRepo(o.dir, o.owner, o.repo) : undefined
+    if (existing?.releases.some(r => r.tag === m.tag))
         throw new PublishError(`${o.owner}/${o.repo} already has a release ${m.tag}: publish a new version (a device never installs the same version twice)`)
     const body = existsSync(file(NOTES_FILE)) ? readFileSync(file(NOTES_FILE), "utf8") : ""
     // SHA256SUMS is an asset too, as the release workflow publishes it (devices skip it)
     assets.push({ name: SUMS_FILE, data: readFileSync(file(SUMS_FILE)) })
-    writeRelease(o.dir, o.owner, o.repo, m.tag, { assets, body, prerelease, private: o.public ? false : undefined })
+    writeRelease(o.dir, existing?.owner ?? o.owner, existing?.repo ?? o.repo, m.tag, { assets, body, prerelease, private: o.public ? false : undefined })
     return m
 }
 
@@ -114,8 +120,9 @@ export function main(argv: string[], log = console.log, error = console.error): 
         log(`published ${m.tag}${m.prerelease ? " (pre-release)" : ""} of ${owner}/${repo} into ${v.dir}: ${m.assets.map(a => a.name).join(", ")}`)
         return 0
     } catch (e) {
-        if (!(e instanceof PublishError)) throw e
-        error(`release:publish-local: ${e.message}; nothing published`)
+        // (a file system error, e.g. --dir under a file, is a refusal too)
+        if (!(e instanceof PublishError) && !(e as NodeJS.ErrnoException).code) throw e
+        error(`release:publish-local: ${(e as Error).message}; nothing published`)
         return 1
     }
 }
