@@ -156,13 +156,10 @@ export type SignatureCheck =
  * (tools/esp-image.ts checkAppImage).
  */
 export function verifySignedImage(signed: Buffer, trusted: Buffer): SignatureCheck {
-    const at = signatureSectorOffset(signed)
-    if (at === undefined || signed.length < at + SIG_BLOCK_BYTES)
-        return { ok: false, reason: "no_signature", message: "no signature sector after the image (is it signed?)" }
-    const block = signed.subarray(at, at + SIG_BLOCK_BYTES)
-    if (block[0] !== SIG_BLOCK_MAGIC || block.readUInt32LE(CRC_AT) !== crc32(block.subarray(0, CRC_AT)))
-        return { ok: false, reason: "invalid_block", message: "signature block 0 is not valid (magic or CRC-32)" }
-    const digest = createHash("sha256").update(block.subarray(KEY_AT, KEY_AT + KEY_BYTES)).digest()
+    const b = firstBlock(signed)
+    if (!b) return { ok: false, reason: "no_signature", message: "no signature sector after the image (is it signed?)" }
+    if (!blockValid(b.block)) return { ok: false, reason: "invalid_block", message: "signature block 0 is not valid (magic or CRC-32)" }
+    const digest = blockKeyDigest(b.block)
     if (!digest.equals(trusted))
         return {
             ok: false,
@@ -171,7 +168,8 @@ export function verifySignedImage(signed: Buffer, trusted: Buffer): SignatureChe
         }
     let good = false
     try {
-        good = verify("sha256", signed.subarray(0, at), { key: publicKeyOfBlock(block), ...PSS, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, Buffer.from(block.subarray(SIGNATURE_AT, CRC_AT)).reverse())
+        const signature = Buffer.from(b.block.subarray(SIGNATURE_AT, CRC_AT)).reverse()
+        good = verify("sha256", signed.subarray(0, b.at), { key: publicKeyOfBlock(b.block), ...PSS, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, signature)
     } catch {
         good = false
     }
@@ -179,16 +177,24 @@ export function verifySignedImage(signed: Buffer, trusted: Buffer): SignatureChe
     return { ok: true, keyDigest: digest }
 }
 
+/** Block 0 of the signature sector and where the sector starts, or undefined when the file ends before it. */
+function firstBlock(signed: Buffer): { at: number; block: Buffer } | undefined {
+    const at = signatureSectorOffset(signed)
+    if (at === undefined || signed.length < at + SIG_BLOCK_BYTES) return undefined
+    return { at, block: signed.subarray(at, at + SIG_BLOCK_BYTES) }
+}
+
+/** What makes a block valid for ESP-IDF (validate_signature_block): its magic and CRC-32. */
+const blockValid = (block: Buffer) => block[0] === SIG_BLOCK_MAGIC && block.readUInt32LE(CRC_AT) === crc32(block.subarray(0, CRC_AT))
+const blockKeyDigest = (block: Buffer) => createHash("sha256").update(block.subarray(KEY_AT, KEY_AT + KEY_BYTES)).digest()
+
 /**
  * The key digest of a signed image's first signature block (whoever made it), or
  * undefined when there is no valid block (magic, CRC-32) after the image.
  */
 export function signerKeyDigest(signed: Buffer): Buffer | undefined {
-    const at = signatureSectorOffset(signed)
-    if (at === undefined || signed.length < at + SIG_BLOCK_BYTES) return undefined
-    const block = signed.subarray(at, at + SIG_BLOCK_BYTES)
-    if (block[0] !== SIG_BLOCK_MAGIC || block.readUInt32LE(CRC_AT) !== crc32(block.subarray(0, CRC_AT))) return undefined
-    return createHash("sha256").update(block.subarray(KEY_AT, KEY_AT + KEY_BYTES)).digest()
+    const b = firstBlock(signed)
+    return b && blockValid(b.block) ? blockKeyDigest(b.block) : undefined
 }
 
 /**
@@ -196,10 +202,8 @@ export function signerKeyDigest(signed: Buffer): Buffer | undefined {
  * signature sector: what espsecure verify_signature also checks (ESP-IDF does not).
  */
 export function storedDigestMatches(signed: Buffer): boolean {
-    const at = signatureSectorOffset(signed)
-    if (at === undefined || signed.length < at + SIG_BLOCK_BYTES) return false
-    const stored = signed.subarray(at + DIGEST_AT, at + DIGEST_AT + 32)
-    return createHash("sha256").update(signed.subarray(0, at)).digest().equals(stored)
+    const b = firstBlock(signed)
+    return !!b && createHash("sha256").update(signed.subarray(0, b.at)).digest().equals(b.block.subarray(DIGEST_AT, DIGEST_AT + 32))
 }
 
 /** The RSA public key whose n and e a signature block carries. */
