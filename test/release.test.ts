@@ -13,7 +13,7 @@ import { join } from "node:path"
 import { Rig, OWNER } from "../sim/rig"
 import { buildProgram, readEnvSettings } from "../sim/program"
 import { bootedImage } from "../sim/run-once"
-import { buildAppImage, checkAppImage, inspectImage, CHIP_IDS } from "../tools/esp-image"
+import { buildAppImage, checkAppImage, inspectImage, resealImage, CHIP_IDS } from "../tools/esp-image"
 import { keyDigest, signImage, verifySignedImage } from "../tools/secure-boot"
 import { FIRMWARE_ASSET, PROGRAM_ASSET, MANIFEST_FILE, NOTES_FILE, SUMS_FILE, pack, PackError, main as packMain } from "../tools/release-pack"
 import { publishLocal, PublishError, main as publishMain } from "../tools/release-publish-local"
@@ -30,16 +30,9 @@ const rsa3072 = () => generateKeyPairSync("rsa", { modulusLength: 3072 })
  */
 function retouch(signed: Buffer, at: number): Buffer {
     const out = Buffer.from(signed)
-    const info = inspectImage(out)
-    const seg = info.segments[info.segments.length - 1]
+    const seg = inspectImage(out).segments.at(-1)!
     out[seg.fileOffset + (at % seg.length)] ^= 0x5a
-    const hashAt = info.imageLength - 32
-    const checksumAt = hashAt - 1
-    let c = 0xef
-    for (const s of inspectImage(out).segments) for (let i = s.fileOffset; i < s.fileOffset + s.length; i++) c ^= out[i]
-    out[checksumAt] = c
-    createHash("sha256").update(out.subarray(0, checksumAt + 1)).digest().copy(out, hashAt)
-    return out
+    return resealImage(out)
 }
 
 describe("release:pack and release:publish-local (the release workflow on a laptop)", function () {

@@ -459,3 +459,20 @@ export function buildAppImage(opts: BuildOptions): Buffer {
     if (hashAppended) createHash("sha256").update(buf.subarray(0, checksumOff + 1)).digest().copy(buf, checksumOff + 1)
     return buf
 }
+
+/**
+ * Writes an edited image's checksum byte and appended SHA-256 again (in place), so that
+ * only a signature can tell the edit: what someone who changes an image does. Throws if
+ * the layout is unreadable. Bytes after the image (a signature sector) are left as they are.
+ */
+export function resealImage(buf: Buffer): Buffer {
+    const info = inspectImage(buf)
+    if (!info.imageLength) throw new Error(`resealImage: ${info.errors.join("; ")}`)
+    const hashLen = info.hashAppended ? HASH_LEN : 0
+    const checksumAt = info.imageLength - hashLen - 1
+    let checksum = CHECKSUM_SEED
+    for (const seg of info.segments) checksum = xorBytes(buf, seg.fileOffset, seg.fileOffset + seg.length, checksum)
+    buf[checksumAt] = checksum
+    if (hashLen) createHash("sha256").update(buf.subarray(0, checksumAt + 1)).digest().copy(buf, checksumAt + 1)
+    return buf
+}
