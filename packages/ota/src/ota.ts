@@ -46,8 +46,8 @@ export interface OtaOptions {
      * to 50, default 40 of the VM's 50 packets per second. Every packet of the program goes
      * through one throttle (5 at once, then one per 20 ms), so the rest is what the
      * program's own packets get during an update: 40 leaves 10 packets/s and moves
-     * ~9.1 KB/s; 50 moves ~11.3 KB/s and the program's packets wait behind the writes
-     * (about 20 ms each; measured by npm run bench).
+     * ~8.7 KB/s; 50 moves ~9.1 KB/s beside a program that blinks every 100 ms, whose
+     * packets then wait behind the writes (20-40 ms each; measured by npm run bench).
      */
     writeRate?: number
     /** The OTA updater service to use; default `new ds.OtaUpdater("ota[int:0]")`, the device's own. */
